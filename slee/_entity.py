@@ -1,0 +1,257 @@
+"""SBB descriptors (validated at install), SBB entities and the SBB object pool."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from slee._ids import EventTypeId, SbbId
+from slee.errors import ValidationError
+from slee.sbb import ChildRelation, CmpField, HandlerSpec, Sbb, SbbContext, encode_cmp
+from slee.transaction import require_transaction
+
+if TYPE_CHECKING:
+    from slee.container import Container
+    from slee.service import Service
+
+
+@dataclass(slots=True)
+class HandlerInfo:
+    method: str
+    spec: HandlerSpec
+    arity: int  # 2: (event, aci); 3: (event, aci, context)
+    is_async: bool
+
+
+@dataclass(slots=True)
+class SbbDescriptor:
+    """Everything the container needs to know about an SBB class, checked once at install."""
+
+    id: SbbId
+    cls: type[Sbb]
+    handlers: dict[EventTypeId, HandlerInfo]
+    cmp_fields: dict[str, CmpField]
+    child_relations: dict[str, tuple[ChildRelation, SbbDescriptor | None]]
+    local_methods: frozenset[str]
+    selectors: frozenset[str]
+    source: str = ""
+    pool: list[Sbb] = field(default_factory=list)
+
+    @property
+    def initial_handlers(self) -> dict[EventTypeId, HandlerInfo]:
+        return {k: v for k, v in self.handlers.items() if v.spec.initial}
+
+
+def _where(obj: Any) -> str:
+    try:
+        return f"{inspect.getsourcefile(obj)}:{inspect.getsourcelines(obj)[1]}"
+    except (OSError, TypeError):
+        return getattr(obj, "__qualname__", repr(obj))
+
+
+def describe_sbb(
+    cls: type,
+    sbb_id: SbbId,
+    *,
+    known_event: Callable[[EventTypeId], bool] = lambda _e: True,
+    resolve_child: Callable[[type | str], SbbDescriptor] | None = None,
+) -> SbbDescriptor:
+    """Validate an SBB class and build its descriptor; raise ``ValidationError`` with file:line."""
+    if not (isinstance(cls, type) and issubclass(cls, Sbb)):
+        raise ValidationError(f"{_where(cls)}: {cls!r} is not a subclass of slee.Sbb")
+    handlers: dict[EventTypeId, HandlerInfo] = {}
+    cmp_fields: dict[str, CmpField] = {}
+    children: dict[str, tuple[ChildRelation, SbbDescriptor | None]] = {}
+    local: set[str] = set()
+    selectors: set[str] = set()
+    for klass in reversed(cls.__mro__):
+        for name, attr in vars(klass).items():
+            if isinstance(attr, CmpField):
+                cmp_fields[name] = attr
+            elif isinstance(attr, ChildRelation):
+                children[name] = (attr, None)
+            elif callable(attr):
+                if getattr(attr, "__slee_local__", False):
+                    local.add(name)
+                if getattr(attr, "__slee_selector__", False):
+                    selectors.add(name)
+    for name in dir(cls):
+        fn = getattr(cls, name, None)
+        specs = getattr(fn, "__slee_handlers__", None)
+        if not specs:
+            continue
+        params = [
+            p for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        arity = len(params) - 1
+        if arity not in (2, 3):
+            raise ValidationError(
+                f"{_where(fn)}: event handler {cls.__name__}.{name} must take (self, event, aci) "
+                f"or (self, event, aci, context), not {len(params)} positional parameters"
+            )
+        for spec in specs:
+            if not known_event(spec.event_type):
+                raise ValidationError(
+                    f"{_where(fn)}: event handler {cls.__name__}.{name} names event type "
+                    f"{spec.event_type}, which is not installed (missing dependency on the RA type or unit that defines it?)"
+                )
+            if spec.event_type in handlers:
+                raise ValidationError(
+                    f"{_where(fn)}: {cls.__name__} has two handlers for {spec.event_type}: "
+                    f"{handlers[spec.event_type].method} and {name}"
+                )
+            if spec.selector is not None and spec.selector not in selectors:
+                raise ValidationError(
+                    f"{_where(fn)}: handler {name} names selector {spec.selector!r}, but {cls.__name__} "
+                    f"has no method of that name marked @initial_event_selector"
+                )
+            handlers[spec.event_type] = HandlerInfo(name, spec, arity, inspect.iscoroutinefunction(fn))
+    clash = set(cmp_fields) & (local | {h.method for h in handlers.values()})
+    if clash:
+        raise ValidationError(f"{_where(cls)}: {cls.__name__}: CMP field names clash with methods: {sorted(clash)}")
+    descriptor = SbbDescriptor(
+        id=sbb_id, cls=cls, handlers=handlers, cmp_fields=cmp_fields, child_relations=children,
+        local_methods=frozenset(local), selectors=frozenset(selectors), source=_where(cls),
+    )
+    for name, (relation, _) in list(children.items()):
+        if resolve_child is None:
+            child_cls = relation.child
+            if isinstance(child_cls, str):
+                raise ValidationError(f"{_where(cls)}: child relation {name} names {child_cls!r}, which cannot be resolved here")
+            child = (child_cls is cls and descriptor) or describe_sbb(
+                child_cls, SbbId(child_cls.sbb_name or child_cls.__name__, sbb_id.vendor, sbb_id.version),
+                known_event=known_event,
+            )
+        else:
+            child = descriptor if relation.child is cls else resolve_child(relation.child)
+        children[name] = (relation, child)
+    return descriptor
+
+
+class SbbEntity:
+    """One SBB entity: its identity, CMP state, attachments, children and bound SBB object."""
+
+    __slots__ = (
+        "attached",
+        "children",
+        "cmp",
+        "container",
+        "convergence_name",
+        "descriptor",
+        "id",
+        "masks",
+        "obj",
+        "parent_id",
+        "priority",
+        "relation",
+        "removed",
+        "service",
+    )
+
+    def __init__(
+        self,
+        container: Container,
+        entity_id: str,
+        service: Service,
+        descriptor: SbbDescriptor,
+        *,
+        parent_id: str | None = None,
+        relation: str | None = None,
+        convergence_name: str | None = None,
+        priority: int = 0,
+    ) -> None:
+        self.container = container
+        self.id = entity_id
+        self.service = service
+        self.descriptor = descriptor
+        self.parent_id = parent_id
+        self.relation = relation
+        self.convergence_name = convergence_name
+        self.priority = priority
+        self.cmp: dict[str, Any] = {}
+        self.attached: set[str] = set()
+        self.children: dict[str, list[str]] = {}
+        self.masks: dict[str, set[EventTypeId]] = {}
+        self.obj: Sbb | None = None
+        self.removed = False
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id is None
+
+    def set_cmp(self, name: str, value: Any) -> None:
+        txn = require_transaction()
+        cmp = self.cmp
+        had = name in cmp
+        old = cmp.get(name)
+        cmp[name] = value
+
+        def undo() -> None:
+            if had:
+                cmp[name] = old
+            else:
+                cmp.pop(name, None)
+
+        txn.record_undo(undo)
+        txn.mark_dirty(self)
+
+    def persist(self, txn: Any) -> None:
+        if self.removed:
+            txn.delete("sbb", self.id)
+            return
+        txn.put("sbb", self.id, {
+            "service": str(self.service.id),
+            "sbb": str(self.descriptor.id),
+            "parent": self.parent_id,
+            "relation": self.relation,
+            "conv": self.convergence_name,
+            "priority": self.priority,
+            "cmp": {k: encode_cmp(v) for k, v in self.cmp.items()},
+            "acs": sorted(self.attached),
+            "children": self.children,
+            "masks": {ac: sorted(str(e) for e in evs) for ac, evs in self.masks.items()},
+        })
+
+    def __repr__(self) -> str:
+        return f"<SbbEntity {self.id} {self.descriptor.id.name} prio={self.priority}>"
+
+
+class SbbObjectPool:
+    """Pooled SBB objects per SBB class: constructed and given a context once, reused."""
+
+    def __init__(self, container: Container, max_pooled: int = 64) -> None:
+        self.container = container
+        self.max_pooled = max_pooled
+        self.created = 0
+
+    def take(self, descriptor: SbbDescriptor, service: Service) -> Sbb:
+        pool = descriptor.pool
+        if pool:
+            obj = pool.pop()
+            obj.context.service = service
+            return obj
+        obj = descriptor.cls()
+        obj.set_sbb_context(SbbContext(self.container, descriptor, service, obj))
+        self.created += 1
+        return obj
+
+    def give_back(self, descriptor: SbbDescriptor, obj: Sbb) -> None:
+        obj._slee_entity = None
+        if len(descriptor.pool) < self.max_pooled:
+            descriptor.pool.append(obj)
+        else:
+            try:
+                obj.unset_sbb_context()
+            except Exception as exc:
+                self.container._trace_error(f"unset_sbb_context of {descriptor.id} failed", exc)
+
+    def drain(self, descriptor: SbbDescriptor) -> None:
+        while descriptor.pool:
+            obj = descriptor.pool.pop()
+            try:
+                obj.unset_sbb_context()
+            except Exception as exc:
+                self.container._trace_error(f"unset_sbb_context of {descriptor.id} failed", exc)

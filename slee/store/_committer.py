@@ -1,0 +1,238 @@
+"""Group commit: many SLEE transactions, one database transaction, one fsync.
+
+A SLEE transaction commits in memory on the event loop and hands its changes to
+:meth:`GroupCommitter.submit`. Everything submitted during one loop iteration, plus whatever
+arrives while the worker thread is busy with the previous batch, goes to the database as one
+:meth:`Store.apply`. Under load batches grow by themselves (the disk flush is paid once per
+batch, not per transaction); when idle a lone submission is written at once. The event loop
+never waits for a disk: it gets a future that resolves when the changes are durable.
+
+Choices:
+- Unconditional submissions are coalesced (last Put/Delete of a key wins). A submission with
+  any ``expect_version`` is applied in its own transaction, in submission order, so that its
+  ConflictError fails exactly its own future and it sees the versions earlier ones produced.
+- If a coalesced transaction fails, each of its submissions is re-applied alone and each
+  future resolves on its own outcome, so one bad submission does not fail its neighbours.
+- One worker thread and one batch in flight at a time: batches reach the database in the
+  order they were submitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ._changes import Change
+from ._errors import StoreError
+from ._store import Store
+
+__all__ = ["GroupCommitter"]
+
+
+@dataclass(slots=True)
+class _Submission:
+    changes: tuple[Change, ...]
+    future: asyncio.Future[None]
+    seq: int
+    conditional: bool
+
+
+@dataclass(slots=True)
+class _Outcome:
+    errors: list[BaseException | None]
+    transactions: int
+    retried: int
+    seconds: float
+
+
+class GroupCommitter:
+    """Batches every submission made during one event-loop iteration into one Store.apply
+    run in a worker thread (one fsync for many SLEE transactions), so the event path never
+    waits on a disk flush per transaction.
+
+    Call :meth:`submit` from the event loop's thread only. The store stays owned by the
+    caller: :meth:`close` stops the worker thread but does not close the store.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        max_batch: int = 5000,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._store = store
+        self._loop = loop
+        self._max_batch = max_batch
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slee-store-commit")
+        self._pending: deque[_Submission] = deque()
+        self._scheduled = False
+        self._in_flight = False
+        self._closed = False
+        self._seq = 0  # last submission number handed out
+        self._done_seq = 0  # every submission up to this number has been resolved
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._stats: dict[str, Any] = {
+            "batches": 0,
+            "submissions": 0,
+            "changes": 0,
+            "transactions": 0,
+            "retried_submissions": 0,
+            "failed_submissions": 0,
+            "max_batch_size": 0,
+            "last_flush_seconds": 0.0,
+        }
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``batches`` (worker runs), ``submissions``, ``changes``,
+        ``transactions`` (Store.apply calls), ``retried_submissions``, ``failed_submissions``,
+        ``max_batch_size`` (changes in the largest batch), ``last_flush_seconds``."""
+        return {**self._stats, "pending": len(self._pending), "in_flight": self._in_flight}
+
+    def submit(self, changes: Sequence[Change]) -> asyncio.Future[None]:
+        """Queue ``changes`` (one SLEE transaction) for writing, all or nothing.
+
+        The future resolves when they are durable, or raises why they are not (StoreError,
+        ConflictError). Acknowledge nothing to a peer before it resolves.
+        Cancelling the future does not withdraw the changes.
+        """
+        if self._closed:
+            raise StoreError("the group committer is closed")
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        changes = tuple(changes)
+        future: asyncio.Future[None] = loop.create_future()
+        if not changes:
+            future.set_result(None)
+            return future
+        self._seq += 1
+        conditional = any(getattr(c, "expect_version", None) is not None for c in changes)
+        self._pending.append(_Submission(changes, future, self._seq, conditional))
+        self._stats["submissions"] += 1
+        self._stats["changes"] += len(changes)
+        if not self._scheduled and not self._in_flight:
+            # Run after the callbacks already queued for this iteration, so that all of
+            # their submissions join this batch.
+            self._scheduled = True
+            loop.call_soon(self._dispatch)
+        return future
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far has been written or has failed.
+
+        Failures are reported through each submission's own future, not raised here.
+        """
+        if self._done_seq >= self._seq:
+            return
+        assert self._loop is not None
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append((self._seq, waiter))
+        await waiter
+
+    async def close(self) -> None:
+        """Refuse new submissions, flush, then stop the worker thread."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.flush()
+        self._executor.shutdown(wait=True)
+
+    # -- loop side -----------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        self._scheduled = False
+        if self._in_flight or not self._pending:
+            return
+        batch: list[_Submission] = []
+        size = 0
+        while self._pending and (
+            not batch or size + len(self._pending[0].changes) <= self._max_batch
+        ):
+            submission = self._pending.popleft()
+            batch.append(submission)
+            size += len(submission.changes)
+        self._in_flight = True
+        self._stats["batches"] += 1
+        self._stats["max_batch_size"] = max(self._stats["max_batch_size"], size)
+        assert self._loop is not None
+        done = self._loop.run_in_executor(self._executor, self._commit, batch)
+        done.add_done_callback(lambda f: self._committed(batch, f))
+
+    def _committed(self, batch: list[_Submission], done: asyncio.Future[_Outcome]) -> None:
+        try:
+            outcome = done.result()
+            errors = outcome.errors
+            self._stats["transactions"] += outcome.transactions
+            self._stats["retried_submissions"] += outcome.retried
+            self._stats["last_flush_seconds"] = outcome.seconds
+        except BaseException as exc:  # a bug in _commit or a dead executor: fail them all
+            errors = [exc] * len(batch)
+        for submission, error in zip(batch, errors, strict=True):
+            if error is not None:
+                self._stats["failed_submissions"] += 1
+            if submission.future.done():  # cancelled by its caller
+                continue
+            if error is None:
+                submission.future.set_result(None)
+            else:
+                submission.future.set_exception(error)
+        self._done_seq = batch[-1].seq
+        self._in_flight = False
+        if self._waiters:
+            still = []
+            for target, waiter in self._waiters:
+                if target <= self._done_seq:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                else:
+                    still.append((target, waiter))
+            self._waiters = still
+        if self._pending:  # what queued up while the worker was busy goes now, as one batch
+            self._dispatch()
+
+    # -- worker thread -------------------------------------------------------------------
+
+    def _commit(self, batch: list[_Submission]) -> _Outcome:
+        started = time.perf_counter()
+        errors: list[BaseException | None] = [None] * len(batch)
+        transactions = retried = 0
+        index = 0
+        while index < len(batch):
+            if batch[index].conditional:
+                transactions += 1
+                errors[index] = self._apply(batch[index].changes, coalesce=False)
+                index += 1
+                continue
+            end = index
+            while end < len(batch) and not batch[end].conditional:
+                end += 1
+            group = batch[index:end]
+            transactions += 1
+            if len(group) == 1:
+                errors[index] = self._apply(group[0].changes, coalesce=False)
+            else:
+                merged = [change for submission in group for change in submission.changes]
+                if self._apply(merged, coalesce=True) is not None:
+                    # Find the culprit(s): each submission alone, each future its own result.
+                    retried += len(group)
+                    for offset, submission in enumerate(group):
+                        transactions += 1
+                        errors[index + offset] = self._apply(submission.changes, coalesce=False)
+            index = end
+        return _Outcome(errors, transactions, retried, time.perf_counter() - started)
+
+    def _apply(self, changes: Sequence[Change], *, coalesce: bool) -> BaseException | None:
+        try:
+            self._store.apply(changes, coalesce=coalesce)
+        except Exception as exc:
+            return exc
+        return None

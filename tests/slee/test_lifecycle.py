@@ -1,0 +1,151 @@
+"""SBB lifecycle callback order (JSR 240 §6.3 state diagram) and child relations."""
+
+import pytest
+
+from slee.errors import NoSuchObjectError, ValidationError
+from slee.testing import SbbHarness
+from tests.slee import sbbs
+from tests.slee.sbbs import BOOM, DONE, LOG, PING, SPAWN, ChildSbb, CounterSbb, ParentSbb, Ping
+
+
+@pytest.fixture(autouse=True)
+def clear_log():
+    LOG.clear()
+    yield
+    LOG.clear()
+
+
+def calls(entity_id=None):
+    return [what for what, eid in LOG if entity_id is None or eid == entity_id]
+
+
+def test_create_then_event_order():
+    with SbbHarness(CounterSbb) as h:
+        h.fire(PING, Ping(), h.activity("a"), address="alice@example.com")
+        eid = h.root().id
+        # Pooled (set_sbb_context) -> Ready via create; the create transaction stores;
+        # the delivery transaction loads, handles and stores.
+        assert calls() == [
+            ("set_sbb_context"), ("sbb_create"), ("sbb_post_create"), ("sbb_store"),
+            ("sbb_load"), ("on_ping"), ("sbb_store"),
+        ]
+        assert LOG[1][1] == eid
+        LOG.clear()
+        h.fire(PING, Ping(), h.activity("b"), address="alice@example.com")
+        # same convergence name: the existing entity is attached to "b", no new entity
+        assert calls(eid) == ["sbb_load", "on_ping", "sbb_store"]
+        assert len(h.roots()) == 1 and len(h.root().attached) == 2
+
+
+def test_passivate_then_activate_on_next_event():
+    with SbbHarness(CounterSbb) as h:
+        act = h.activity("a")
+        h.fire(PING, Ping(), act, address="alice@example.com")
+        eid = h.root().id
+        LOG.clear()
+        assert h.container.passivate() == 1
+        assert calls(eid) == ["sbb_passivate"]
+        assert h.root().obj is None  # back in the pool, not bound to the entity
+        LOG.clear()
+        h.fire(PING, Ping(), act, address="alice@example.com")
+        assert calls(eid) == ["sbb_activate", "sbb_load", "on_ping", "sbb_store"]
+        assert h.root().cmp["count"] == 2  # CMP state survived passivation
+
+
+def test_rollback_order_and_state():
+    with SbbHarness(CounterSbb, event_types=[DONE]) as h:
+        act = h.activity("a")
+        h.fire(PING, Ping(), act, address="alice@example.com")
+        eid = h.root().id
+        LOG.clear()
+        outcome = h.fire(BOOM, Ping(), act, address="alice@example.com")
+        assert outcome.failed == 1 and outcome.delivered == 0
+        # exception_thrown in the failed transaction, then rolled_back in a new one
+        assert calls(eid) == ["sbb_load", "sbb_exception_thrown", "sbb_load", "sbb_rolled_back", "sbb_store"]
+        assert h.root().cmp["count"] == 1
+        assert any("boom" in m for m in h.traces.messages())
+
+
+def test_activity_end_then_remove():
+    with SbbHarness(CounterSbb) as h:
+        act = h.activity("a")
+        h.fire(PING, Ping(), act, address="alice@example.com")
+        eid = h.root().id
+        LOG.clear()
+        h.end(act)
+        assert calls(eid) == ["sbb_load", "on_end", "sbb_store", "sbb_load", "sbb_remove"]
+        assert h.roots() == []
+        assert h.activity_ended(act)
+
+
+def test_pool_reuses_objects_and_unset_when_full():
+    with SbbHarness(CounterSbb) as h:
+        h.container.pool.max_pooled = 1
+        acts = [h.activity(f"a{i}") for i in range(3)]
+        for i, act in enumerate(acts):
+            h.fire(PING, Ping(), act, address=f"user{i}@example.com")
+        assert len(h.roots()) == 3
+        for act in acts:
+            h.end(act)
+        assert h.roots() == []
+        # three objects were created; one stays pooled, two were unset
+        assert calls().count("set_sbb_context") == 3
+        assert calls().count("unset_sbb_context") == 2
+
+
+def test_child_create_local_call_and_cascade_remove():
+    with SbbHarness(ParentSbb) as h:
+        act = h.activity("call")
+        h.fire(SPAWN, Ping("hello"), act)
+        parent = h.root()
+        [child_id] = parent.children["kids"]
+        child = h.entity(child_id)
+        assert child.cmp == {"value": "hello"}
+        assert child.priority == 5 and child.parent_id == parent.id
+        # DONE fired by the parent reached both, the child first (higher priority)
+        order = [w for w, _ in LOG if w.endswith("on_done")]
+        assert order == ["child_on_done", "parent_on_done"]
+        LOG.clear()
+        h.end(act)
+        removes = [eid for w, eid in LOG if w == "sbb_remove"]
+        assert removes == [child_id, parent.id]  # children first
+        assert h.entities() == []
+
+
+def test_local_object_of_removed_entity_raises():
+    with SbbHarness(ParentSbb) as h:
+        act = h.activity("call")
+        h.fire(SPAWN, Ping("x"), act)
+        from slee.sbb import SbbLocalObject
+
+        [child_id] = h.root().children["kids"]
+        ref = SbbLocalObject(h.container, child_id)
+        h.end(act)
+        with pytest.raises(NoSuchObjectError):
+            ref.get_sbb_priority()
+
+
+def test_validation_rejects_bad_handler_signature():
+    from slee import EventTypeId, Sbb, event_handler
+
+    class Bad(Sbb):
+        @event_handler(PING, initial=True)
+        def on_ping(self, event):  # missing aci
+            pass
+
+    with pytest.raises(ValidationError, match=r"test_lifecycle.py:\d+: event handler Bad.on_ping must take"):
+        SbbHarness(Bad)
+
+    class Unknown(Sbb):
+        @event_handler(EventTypeId("nope", "x", "1"), initial=True)
+        def on_x(self, event, aci):
+            pass
+
+    from slee.container import Container
+
+    with pytest.raises(ValidationError, match="not installed"):
+        Container().describe(Unknown)
+
+
+def test_child_sbb_module_is_importable():
+    assert sbbs.ChildSbb is ChildSbb

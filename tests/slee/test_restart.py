@@ -1,0 +1,104 @@
+"""State on persistent activities survives a container restart (real SQLite store)."""
+
+import asyncio
+
+import pytest
+
+from slee import ServiceId
+from slee.clock import FakeClock
+from slee.container import Container
+from slee.events import EventType
+from slee.store import Store
+from slee.testing import FakeActivity, _HarnessRa
+from tests.slee.sbbs import ARM, Ping, TimerSbb
+
+SERVICE = ServiceId("timers", "slee.tests", "1.0")
+
+
+def build(store, clock):
+    c = Container(store=store, clock=clock)
+    c.install_ra(_HarnessRa)
+    c.install_event_type(EventType(ARM))
+    c.create_ra_entity("harness", _HarnessRa.ra_id)
+    c.install_service(SERVICE, TimerSbb)
+    return c
+
+
+@pytest.mark.parametrize("period", ["", "10"])
+def test_timer_and_entity_survive_restart(tmp_path, period):
+    url = f"sqlite:///{tmp_path / 'slee.db'}"
+    clock = FakeClock()
+
+    async def first():
+        store = Store.open(url)
+        c = build(store, clock)
+        await c.start()
+        c.activate_service(SERVICE)
+        act = FakeActivity("register")
+        c.start_activity("harness", act, act)
+        from slee.events import Address
+
+        c.fire_event("harness", act, ARM, Ping(period), Address("sip", "alice@x"))
+        c.end_activity(("harness", act))
+        assert await c.wait_idle()
+        [entity] = c.entities.values()
+        assert entity.cmp["timer_id"]
+        await c.stop()
+        store.close()
+        return entity.id, entity.cmp["timer_id"]
+
+    async def second():
+        store = Store.open(url)
+        c = build(store, clock)
+        counts = c.restore()
+        await c.start()
+        c.activate_service(SERVICE)
+        assert counts["entities"] == 1 and counts["timers"] == 1 and counts["activities"] == 1
+        clock.advance(31)
+        fired = c.run_timers()
+        assert await c.wait_idle()
+        [entity] = c.entities.values()
+        await c.stop()
+        store.close()
+        return entity.id, fired, entity.cmp["fired"]
+
+    entity_id, _timer = asyncio.run(first())
+    again, fired, count = asyncio.run(second())
+    assert again == entity_id
+    assert fired == 1 and count == 1
+
+
+def test_entities_on_transient_activities_are_dropped_on_restart(tmp_path):
+    """A root attached only to an activity that did not survive is removed after restore."""
+    from tests.slee.sbbs import BOOM, DONE, PING, CounterSbb
+
+    url = f"sqlite:///{tmp_path / 'slee.db'}"
+    svc = ServiceId("counter", "slee.tests", "1.0")
+
+    async def run(first: bool):
+        store = Store.open(url)
+        c = Container(store=store, clock=FakeClock())
+        c.install_ra(_HarnessRa)
+        for eid in (PING, BOOM, DONE):
+            c.install_event_type(EventType(eid))
+        c.create_ra_entity("harness", _HarnessRa.ra_id)
+        c.install_service(svc, CounterSbb)
+        if not first:
+            c.restore()
+        await c.start()
+        c.activate_service(svc)
+        if first:
+            act = FakeActivity("t")
+            c.start_activity("harness", act, act)
+            from slee.events import Address
+
+            c.fire_event("harness", act, PING, Ping(), Address("sip", "a@x"))
+        assert await c.wait_idle()
+        n = len(c.entities)
+        await c.stop()
+        remaining = store.count("sbb")
+        store.close()
+        return n, remaining
+
+    assert asyncio.run(run(True)) == (1, 1)
+    assert asyncio.run(run(False)) == (0, 0)

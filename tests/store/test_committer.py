@@ -1,0 +1,234 @@
+"""GroupCommitter: one store batch per loop iteration, per-submission outcomes, flush/close."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from slee.store import (
+    Change,
+    ConflictError,
+    Delete,
+    DeletePrefix,
+    GroupCommitter,
+    Put,
+    Store,
+    StoreError,
+)
+
+from .conftest import run
+
+
+class RecordingStore:
+    """Wraps a Store, records every apply() and can hold the worker at a gate."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.applied: list[list[Change]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def apply(self, changes: Sequence[Change], *, coalesce: bool = False) -> None:
+        self.entered.set()
+        assert self.gate.wait(10)
+        self.applied.append(list(changes))
+        self.store.apply(changes, coalesce=coalesce)
+
+
+def test_one_loop_iteration_is_one_store_batch(store: Store) -> None:
+    async def main() -> dict:
+        committer = GroupCommitter(store)
+        futures = [committer.submit([Put("reg", f"user{i}", {"n": i})]) for i in range(500)]
+        await asyncio.gather(*futures)
+        stats = committer.stats
+        await committer.close()
+        return stats
+
+    stats = run(main())
+    assert stats["batches"] == 1
+    assert stats["transactions"] == 1
+    assert stats["submissions"] == 500
+    assert stats["max_batch_size"] == 500
+    assert stats["last_flush_seconds"] > 0
+    assert store.count("reg") == 500
+    assert store.get("reg", "user499") == {"n": 499}
+
+
+def test_submissions_during_a_commit_form_the_next_batch(store: Store) -> None:
+    recorder = RecordingStore(store)
+
+    async def main() -> dict:
+        committer = GroupCommitter(recorder)  # type: ignore[arg-type]
+        recorder.gate.clear()
+        first = committer.submit([Put("ns", "first", 1)])
+        while not recorder.entered.is_set():  # the worker is now holding batch 1
+            await asyncio.sleep(0.001)
+        later = [committer.submit([Put("ns", f"k{i}", i)]) for i in range(10)]
+        await asyncio.sleep(0.01)  # several loop iterations pass while the worker is busy
+        assert not first.done()
+        recorder.gate.set()
+        await asyncio.gather(first, *later)
+        await committer.close()
+        return committer.stats
+
+    stats = run(main())
+    assert stats["batches"] == 2
+    assert [len(batch) for batch in recorder.applied] == [1, 10]
+    assert store.count("ns") == 11
+
+
+def test_max_batch_splits_batches(store: Store) -> None:
+    async def main() -> dict:
+        committer = GroupCommitter(store, max_batch=10)
+        await asyncio.gather(*(committer.submit([Put("ns", f"k{i}", i)]) for i in range(25)))
+        await committer.close()
+        return committer.stats
+
+    stats = run(main())
+    assert stats["batches"] == 3
+    assert stats["max_batch_size"] == 10
+    assert store.count("ns") == 25
+
+
+def test_puts_of_one_key_are_coalesced_into_one_write(store: Store) -> None:
+    async def main() -> None:
+        committer = GroupCommitter(store)
+        for i in range(20):
+            committer.submit([Put("ns", "hot", i)])
+        committer.submit([Put("ns", "gone", 1)])
+        committer.submit([Delete("ns", "gone")])
+        await committer.close()
+
+    run(main())
+    assert store.get_versioned("ns", "hot") == (19, 1)  # written once, last value
+    assert store.get("ns", "gone") is None
+
+
+def test_batch_keeps_submission_order_across_delete_prefix(store: Store) -> None:
+    store.apply([Put("s", "a/old", 1), Put("s", "b", 1)])
+
+    async def main() -> None:
+        committer = GroupCommitter(store)
+        committer.submit([Put("s", "a/x", "before")])
+        committer.submit([DeletePrefix("s", "a/")])
+        committer.submit([Put("s", "a/y", "after"), Put("s", "b", 2)])
+        await committer.close()
+
+    run(main())
+    assert store.load("s") == {"a/y": "after", "b": 2}
+
+
+def test_a_failing_submission_fails_only_its_own_future(store: Store) -> None:
+    async def main() -> tuple[list, dict]:
+        committer = GroupCommitter(store)
+        futures = [
+            committer.submit([Put("ns", "good1", 1)]),
+            committer.submit([Put("ns", "bad", object()), Put("ns", "bad-sibling", 1)]),
+            committer.submit([Put("ns", "good2", 2), Put("other", "x", 3)]),
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        await committer.close()
+        return results, committer.stats
+
+    results, stats = run(main())
+    assert results[0] is None
+    assert isinstance(results[1], StoreError)
+    assert "'ns'/'bad'" in str(results[1])
+    assert results[2] is None
+    assert store.load("ns") == {"good1": 1, "good2": 2}  # the bad submission wrote nothing
+    assert store.load("other") == {"x": 3}
+    assert stats["retried_submissions"] == 3
+    assert stats["failed_submissions"] == 1
+
+
+def test_conflicting_submission_fails_alone_and_sees_earlier_ones(store: Store) -> None:
+    store.apply([Put("ns", "k", "v1")])  # version 1
+
+    async def main() -> list:
+        committer = GroupCommitter(store)
+        futures = [
+            committer.submit([Put("ns", "k", "v2")]),  # -> version 2
+            committer.submit([Put("ns", "k", "v3", expect_version=2)]),  # sees version 2
+            committer.submit([Put("ns", "k", "stale", expect_version=2), Put("ns", "z", 1)]),
+            committer.submit([Put("ns", "after", True)]),
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        await committer.close()
+        return results
+
+    results = run(main())
+    assert results[0] is None
+    assert results[1] is None
+    assert isinstance(results[2], ConflictError)
+    assert (results[2].expected, results[2].actual) == (2, 3)
+    assert results[3] is None
+    assert store.get_versioned("ns", "k") == ("v3", 3)
+    assert store.get("ns", "z") is None
+    assert store.get("ns", "after") is True
+
+
+def test_flush_waits_for_everything_submitted(store: Store) -> None:
+    async def main() -> None:
+        committer = GroupCommitter(store)
+        futures = [committer.submit([Put("ns", f"k{i}", i)]) for i in range(3)]
+        bad = committer.submit([Put("ns", "bad", {1, 2})])
+        await committer.flush()  # does not raise on behalf of a failed submission
+        assert all(f.done() for f in [*futures, bad])
+        assert isinstance(bad.exception(), StoreError)
+        assert store.count("ns") == 3
+        await committer.flush()  # nothing outstanding: returns at once
+        await committer.close()
+
+    run(main())
+
+
+def test_close_flushes_then_refuses_submissions(store: Store) -> None:
+    async def main() -> None:
+        committer = GroupCommitter(store)
+        future = committer.submit([Put("ns", "k", 1)])
+        await committer.close()
+        assert future.done() and future.exception() is None
+        with pytest.raises(StoreError, match="closed"):
+            committer.submit([Put("ns", "j", 1)])
+        await committer.close()  # idempotent
+
+    run(main())
+    assert store.get("ns", "k") == 1
+
+
+def test_empty_submission_resolves_at_once(store: Store) -> None:
+    async def main() -> None:
+        committer = GroupCommitter(store)
+        future = committer.submit([])
+        assert future.done()
+        await committer.close()
+        assert committer.stats["batches"] == 0
+
+    run(main())
+
+
+def test_store_failure_reaches_every_future(store: Store) -> None:
+    async def main() -> list:
+        committer = GroupCommitter(store)
+        store.close()  # every apply now fails
+        futures = [committer.submit([Put("ns", f"k{i}", i)]) for i in range(3)]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        await committer.close()
+        return results
+
+    results = run(main())
+    assert all(isinstance(r, StoreError) and "closed" in str(r) for r in results)
+
+
+def test_a_cancelled_future_still_gets_written(store: Store) -> None:
+    async def main() -> None:
+        committer = GroupCommitter(store)
+        committer.submit([Put("ns", "k", 1)]).cancel()
+        await committer.close()
+
+    run(main())
+    assert store.get("ns", "k") == 1
