@@ -280,6 +280,15 @@ class SbbContext:
             return []
         return [self._container._aci(ac_id, self.descriptor) for ac_id in sorted(entity.attached)]
 
+    def now(self) -> float:
+        """The container's clock in epoch seconds (a fake clock under slee.testing)."""
+        return self._container.clock.now()
+
+    @property
+    def service_config(self) -> dict[str, Any]:
+        """The service's configuration entries (from its deployment recipe)."""
+        return self.service.config
+
     # facilities
     @property
     def timer_facility(self) -> Any:
