@@ -548,6 +548,20 @@ class Container:
                 self._flush_system_writes(w)
         return ac
 
+    def activity_changed(self, owner: str, handle: Hashable) -> None:
+        """An RA's persistent activity changed state (e.g. a dialog's CSeq): persist it, in
+        the current transaction if there is one."""
+        ac = self.activity_contexts.get((owner, handle))
+        if ac is None or not ac.persistent:
+            return
+        txn = current_transaction.get()
+        if txn is not None:
+            ac.touch(txn)
+        else:
+            w = self._system_writes()
+            ac.persist(w)
+            self._flush_system_writes(w)
+
     def _create_null_activity(self) -> NullActivity:
         txn = current_transaction.get()
         null_id = f"{self._boot}-{next(self._ids)}"
