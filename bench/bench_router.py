@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slee import CmpField, EventTypeId, Sbb, ServiceId, event_handler  # noqa: E402
-from slee.container import Container  # noqa: E402
-from slee.events import EventType  # noqa: E402
-from slee.store import Store  # noqa: E402
-from slee.testing import FakeActivity, _HarnessRa  # noqa: E402
+from slee import CmpField, EventTypeId, Sbb, ServiceId, event_handler
+from slee.container import Container
+from slee.events import EventType
+from slee.store import Store
+from slee.testing import FakeActivity, _HarnessRa
 
 PING = EventTypeId("bench.Ping", "bench", "1.0")
 

@@ -4,7 +4,14 @@ import asyncio
 
 import pytest
 
-from slee import EventTypeId, ResourceAdaptorId, ResourceAdaptorTypeId, Sbb, ServiceId, event_handler
+from slee import (
+    EventTypeId,
+    ResourceAdaptorId,
+    ResourceAdaptorTypeId,
+    Sbb,
+    ServiceId,
+    event_handler,
+)
 from slee.container import Container
 from slee.errors import InvalidStateError
 from slee.events import Address
