@@ -14,11 +14,12 @@ slee_venv() {
     if [ ! -x "$root/.venv/bin/python" ]; then
         "$py" -m venv "$root/.venv" || { echo "slee: could not create a virtualenv with $py (install python3-venv, or set SLEE_PYTHON)" >&2; return 1; }
     fi
-    "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2 || return 1
-    local target="$root"
+    local target="$root" log="$root/.venv/pip-install.log"
     [ -n "$extras" ] && target="$root[$extras]"
-    "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target" >&2 \
-        || { echo "slee: installing the dependencies failed; see the pip output above" >&2; return 1; }
+    echo "slee:   installing dependencies (pip output in $log) ..." >&2
+    { "$root/.venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip \
+        && "$root/.venv/bin/python" -m pip install --disable-pip-version-check -e "$target"; } >"$log" 2>&1 \
+        || { tail -n 30 "$log" >&2; echo "slee: installing the dependencies failed; the full pip output is in $log" >&2; return 1; }
     echo "$want" > "$stamp"
     echo "slee: environment ready." >&2
 }

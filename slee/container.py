@@ -199,6 +199,11 @@ class Container:
                 return False
             await asyncio.sleep(0 if self._ready else 0.001)
 
+    async def flush(self) -> None:
+        """Wait until every store write handed to the group committer so far is durable."""
+        if self._committer is not None:
+            await self._committer.flush()
+
     def _busy_acs(self) -> bool:
         return self.backlog > 0
 

@@ -43,4 +43,5 @@ class Service:
             "entities": self.entity_count,
             "ra_links": dict(self.ra_links),
             "deployable_unit": str(self.deployable_unit) if self.deployable_unit else None,
+            "usage_sets": list(self.usage_sets),
         }

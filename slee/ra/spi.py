@@ -203,6 +203,8 @@ def check_config(ra_cls: type[ResourceAdaptor], config: dict[str, Any]) -> dict[
             value = config[name]
             if prop.type is bool and isinstance(value, str):
                 value = value.lower() in ("1", "true", "yes", "on")
+            elif prop.type is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)  # YAML writes 60 for 60.0
             elif prop.type in (int, float) and isinstance(value, str):
                 try:
                     value = prop.type(value)

@@ -1,0 +1,211 @@
+"""The process behind ``bin/slee start``: store, container, RA entities, units, management API.
+
+Start order matters for a clean restart: the store is opened, RA classes are discovered,
+then the deployment manager rebuilds what was deployed (RA entities, units, SBB entities,
+timers, service states) before the container starts delivering events, and RA entities
+become active last. Then ``--deploy`` recipes are applied (idempotent), the management API
+binds to loopback, and ONE line lists every address the process listens on.
+
+SIGINT/SIGTERM (or ``bin/slee stop``) stop it in the reverse order: the management API stops
+accepting calls and finishes those in flight, RA entities stop creating activities, queued
+events are delivered, and the store is flushed and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from slee import __version__
+from slee.container import Container
+from slee.deploy import DeploymentManager
+from slee.management import ManagementApi, check_loopback, ensure_token
+from slee.management._files import remove_endpoint, write_endpoint
+from slee.ra.spi import discover_resource_adaptors
+from slee.store import Store, mask_url
+
+log = logging.getLogger("slee.server")
+
+
+class StartError(RuntimeError):
+    """The container cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    data_dir: Path = Path("var")
+    store_url: str | None = None  # default: sqlite in the data dir
+    mgmt_host: str = "127.0.0.1"
+    mgmt_port: int = 8750
+    sip_host: str = "0.0.0.0"
+    sip_port: int = 5060
+    deploy: tuple[str, ...] = ()
+    recipes_dir: Path | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    shutdown_timeout: float = 10.0
+
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.data_dir.resolve() / 'slee.db'}"
+
+
+def default_recipes_dir() -> Path:
+    """``./deploy`` when it exists, else the ``deploy/`` folder of the project slee runs from."""
+    here = Path.cwd() / "deploy"
+    return here if here.is_dir() else Path(__file__).resolve().parent.parent / "deploy"
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.data_dir = config.data_dir.resolve()
+        self.store: Store | None = None
+        self.container: Container | None = None
+        self.manager: DeploymentManager | None = None
+        self._runner: web.AppRunner | None = None
+        self._lock_fd: int | None = None
+        self._endpoint_written = False
+        self._stop = asyncio.Event()
+        self._mgmt: list[str] = []
+        self.started_at = time.time()
+
+    # -- start ------------------------------------------------------------------------------
+    async def start(self) -> list[str]:
+        cfg = self.config
+        check_loopback(cfg.mgmt_host)  # refuse before touching anything
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        url = cfg.resolved_store_url()
+        self.store = Store.open(url)
+        container = self.container = Container(store=self.store)
+        for ra_cls in discover_resource_adaptors().values():
+            container.install_ra(ra_cls)
+        variables = {"sip_host": cfg.sip_host, "sip_port": str(cfg.sip_port), "data_dir": str(self.data_dir),
+                     **cfg.variables}
+        self.manager = DeploymentManager(container, units_dir=self.data_dir / "units",
+                                         recipes_dir=cfg.recipes_dir or default_recipes_dir(), variables=variables)
+        summary = self.manager.restore()
+        log.info("restored %s", summary)
+        await container.start()
+        await self.manager.activate_restored_ra_entities()
+        for name in cfg.deploy:
+            await self.manager.deploy(name, progress=lambda m: log.info("%s", m))
+
+        token = ensure_token(self.data_dir)
+        api = ManagementApi(self.manager, info=self._info, on_stop=self.request_stop)
+        self._runner = web.AppRunner(api.app(token), access_log=None, shutdown_timeout=cfg.shutdown_timeout,
+                                     handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.mgmt_host, cfg.mgmt_port, reuse_address=True)
+        await site.start()
+        mgmt = list(self._runner.addresses)
+        host, port = mgmt[0][0], mgmt[0][1]
+        write_endpoint(self.data_dir, {"host": host, "port": port, "pid": os.getpid(), "started": self.started_at,
+                                       "version": __version__, "store": mask_url(url)})
+        self._endpoint_written = True
+        self._mgmt = [f"mgmt http://{_fmt(a[0])}:{a[1]}" for a in mgmt]
+        return self.addresses
+
+    @property
+    def addresses(self) -> list[str]:
+        """Where this process listens now: the management API, then every RA entity's sockets."""
+        return self._mgmt + self._ra_addresses()
+
+    def _ra_addresses(self) -> list[str]:
+        out: list[str] = []
+        if self.container is None:
+            return out
+        for entity in self.container.ra_entities.values():
+            fn = getattr(entity.ra, "listen_addresses", None)
+            if fn is not None:
+                out.extend(f"{entity.name} {a}" for a in fn())
+        return out
+
+    def _info(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "data_dir": str(self.data_dir), "started": self.started_at,
+                "uptime": round(time.time() - self.started_at, 3),
+                "store": mask_url(self.config.resolved_store_url()), "listening": self.addresses}
+
+    def _lock(self) -> None:
+        path = self.data_dir / "slee.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise StartError(f"a container (pid {other or '?'}) already runs with data dir {self.data_dir}; "
+                             "stop it with bin/slee stop, or use another --data") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    # -- run and stop -------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        log.info("stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()  # stop accepting, finish calls in flight
+            self._runner = None
+        if self._endpoint_written:
+            remove_endpoint(self.data_dir)
+            self._endpoint_written = False
+        if self.container is not None:
+            await self.container.stop(self.config.shutdown_timeout)  # RAs stop, events drain, store flushed
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        log.info("stopped")
+
+
+def _fmt(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def serve(config: ServerConfig, *, ready: Any = None) -> int:
+    """Run until SIGINT/SIGTERM or a stop call; print the ready line to stdout."""
+    server = Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.request_stop)
+    try:
+        try:
+            addresses = await server.start()
+        except Exception:
+            await server.stop()
+            raise
+        line = f"slee {__version__} ready (pid {os.getpid()}, data {server.data_dir}); listening on: " + ", ".join(addresses)
+        (ready or (lambda text: print(text, flush=True)))(line)
+        await server.wait()
+        await server.stop()
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+__all__ = ["Server", "ServerConfig", "StartError", "default_recipes_dir", "serve"]

@@ -1,0 +1,145 @@
+"""Lifecycle through the manager: activate, upgrade (swap), drain, uninstall, restore."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from slee.container import Container
+from slee.deploy import DeploymentManager
+from slee.errors import InvalidStateError
+from slee.ra.datagram import (
+    DATAGRAM_RECEIVED,
+    FLOW_STARTED,
+    DatagramFlow,
+    DatagramReceived,
+    DatagramResourceAdaptor,
+)
+from slee.service import ServiceState
+from slee.store import Store
+
+from .conftest import write_unit
+
+
+def _fire(c: Container, flow: str, first: bool) -> None:
+    handle = ("flow", flow)
+    activity = DatagramFlow(flow, ("127.0.0.1", 1))
+    if first:
+        c.start_activity("dgram", handle, activity)
+    c.fire_event("dgram", handle, FLOW_STARTED if first else DATAGRAM_RECEIVED,
+                 DatagramReceived(b"x", ("127.0.0.1", 1), activity))
+    c.drain()
+
+
+def _owner(c: Container, flow: str) -> str:
+    ac = c.activity_contexts[("dgram", ("flow", flow))]
+    return {str(e.service.id) for e in ac.attached}.pop()
+
+
+def test_upgrade_keeps_old_flows_on_v1_and_new_on_v2(manager, tmp_path):
+    c = manager.container
+    manager.install(write_unit(tmp_path, version="1.0"))
+    manager.activate("demo")
+    _fire(c, "old", first=True)
+    result = asyncio.run(manager.upgrade("demo", write_unit(tmp_path, version="2.0")))
+    assert result["new"] == "demo/test/2.0" and result["old_state"] == "STOPPING"
+    _fire(c, "old", first=False)
+    _fire(c, "new", first=True)
+    assert _owner(c, "old") == "demo/test/1.0"
+    assert _owner(c, "new") == "demo/test/2.0"
+    with pytest.raises(InvalidStateError, match="STOPPING with 1 root SBB entities"):
+        manager.uninstall("demo/test/1.0")
+    c.end_activity(("dgram", ("flow", "old")))
+    c.drain()
+    assert c.services[manager.service("demo/test/1.0").id].state is ServiceState.INACTIVE
+    manager.uninstall("demo/test/1.0")
+    with pytest.raises(InvalidStateError, match="ACTIVE"):
+        manager.uninstall("demo")
+
+
+def test_upgrade_to_a_broken_unit_changes_nothing(manager, tmp_path):
+    manager.install(write_unit(tmp_path, version="1.0"))
+    manager.activate("demo")
+    broken = write_unit(tmp_path, version="2.0")
+    (broken / "sbb.py").write_text("raise RuntimeError('nope')\n")
+    with pytest.raises(Exception, match="importing sbb failed"):
+        asyncio.run(manager.upgrade("demo", broken))
+    assert [(str(s.id), s.state.value) for s in manager.container.services.values()] == [("demo/test/1.0", "ACTIVE")]
+
+
+def test_rollback_swaps_back_to_an_installed_version(manager, tmp_path):
+    v1 = write_unit(tmp_path, version="1.0")
+    manager.install(v1)
+    manager.activate("demo")
+    asyncio.run(manager.upgrade("demo", write_unit(tmp_path, version="2.0")))
+    result = asyncio.run(manager.upgrade("demo", v1))
+    assert (result["new"], result["installed"]) == ("demo/test/1.0", False)
+    states = {str(s.id): s.state.value for s in manager.container.services.values()}
+    assert states == {"demo/test/1.0": "ACTIVE", "demo/test/2.0": "INACTIVE"}
+
+
+def test_what_was_deployed_comes_back_after_a_restart(tmp_path):
+    url = f"sqlite:///{tmp_path / 'slee.db'}"
+
+    def boot() -> tuple[Store, Container, DeploymentManager]:
+        store = Store.open(url)
+        c = Container(store=store)
+        c.install_ra(DatagramResourceAdaptor)
+        return store, c, DeploymentManager(c, units_dir=tmp_path / "units")
+
+    async def first() -> None:
+        store, c, m = boot()
+        await c.start()
+        m.create_ra_entity("dgram", "datagram", {"port": 0})
+        await m.activate_ra_entity("dgram")
+        src = tmp_path / "src"
+        m.install(write_unit(src, version="1.0"))
+        m.activate("demo")
+        m.install(write_unit(src, version="2.0"))
+        await c.stop()
+        store.close()
+        for unit in m.units.values():
+            unit.namespace.unload()
+        import shutil
+
+        shutil.rmtree(src)  # the copies in the data dir are what comes back
+
+    async def second() -> None:
+        store, c, m = boot()
+        summary = m.restore()
+        await c.start()
+        assert await m.activate_restored_ra_entities() == ["dgram"]
+        assert summary["problems"] == []
+        states = {str(s.id): s.state.value for s in c.services.values()}
+        assert states == {"demo/test/1.0": "ACTIVE", "demo/test/2.0": "INACTIVE"}
+        assert c.ra_entities["dgram"].config["port"] == 0
+        await c.stop()
+        store.close()
+        for unit in m.units.values():
+            unit.namespace.unload()
+
+    asyncio.run(first())
+    asyncio.run(second())
+
+
+def test_missing_code_at_restore_raises_an_alarm(tmp_path):
+    url = f"sqlite:///{tmp_path / 'slee.db'}"
+    store = Store.open(url)
+    c = Container(store=store)
+    c.install_ra(DatagramResourceAdaptor)
+    c.create_ra_entity("dgram", DatagramResourceAdaptor.ra_id, {})
+    m = DeploymentManager(c, units_dir=tmp_path / "units")
+    unit = m.install(write_unit(tmp_path / "src", version="1.0"))
+    unit.namespace.unload()
+    import shutil
+
+    shutil.rmtree(unit.archive)
+    store.close()
+    store = Store.open(url)
+    c = Container(store=store)
+    summary = DeploymentManager(c, units_dir=Path(tmp_path / "units")).restore()
+    assert any("demo/test/1.0" in p for p in summary["problems"])
+    assert [a.alarm_type for a in c.alarms.list()] == ["restore-unit"]
+    store.close()
