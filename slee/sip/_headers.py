@@ -96,6 +96,9 @@ def canonical_name(name: str) -> str:
 
 def split_commas(value: str) -> list[str]:
     """Split a list header on commas outside quoted strings and <URIs> (§7.3.1)."""
+    if "," not in value:  # the common case: one value per row
+        value = value.strip()
+        return [value] if value else []
     if '"' not in value and "<" not in value:
         return [item for item in (part.strip() for part in value.split(",")) if item]
     items: list[str] = []
@@ -288,6 +291,9 @@ class Headers:
         if not isinstance(name, str):
             return False
         key = header_key(name)
+        first = self._first
+        if first is not None:
+            return key in first
         return any(k == key for k, _, _ in self._rows)
 
     def items(self) -> Iterator[tuple[str, str]]:
@@ -486,9 +492,7 @@ def parse_name_addr(value: str, what: str, cls: type[NameAddr] = NameAddr) -> Na
     # addr-spec: the URI ends at the first ";" -- whatever follows are header params.
     uri_text, semi, rest = text.partition(";")
     uri_text = uri_text.rstrip()
-    if not uri_text or not _abnf.SCHEME_RE.match(uri_text) or any(
-        c.isspace() for c in uri_text
-    ):
+    if not uri_text or not _abnf.SCHEME_RE.match(uri_text) or len(uri_text.split(None, 1)) > 1:
         raise SipParseError(f"malformed URI in {what}")
     return cls(uri_text, None, parse_params(semi + rest, what) if semi else {})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 
 from slee.sip import _abnf
 from slee.sip._errors import SipParseError
@@ -24,6 +25,8 @@ DEFAULT_URI_SCHEMES = frozenset({"sip", "sips", "tel"})
 _SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type", "Expires",
            "Event", "Subscription-State", "SIP-If-Match")
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
+_SINGLE_KEYS = tuple((name, header_key(name)) for name in _SINGLE)
+_MANDATORY_KEYS = tuple((name, header_key(name)) for name in _MANDATORY)
 
 
 def validate_request(
@@ -48,11 +51,12 @@ def validate_request(
     if request.version != "SIP/2.0":
         raise SipParseError("SIP version not supported", 505)
     headers = request.headers
-    for name in _MANDATORY:
-        if name not in headers:
+    counts = Counter([row[0] for row in headers._rows])  # one pass instead of one per name
+    for name, key in _MANDATORY_KEYS:
+        if key not in counts:
             raise SipParseError(f"missing {name}")
-    for name in _SINGLE:
-        if headers.count(name) > 1:
+    for name, key in _SINGLE_KEYS:
+        if counts.get(key, 0) > 1:
             raise SipParseError(f"multiple {name} headers")
     # Parse what every request needs; any malformed value raises 400 here.
     if not request.vias:
