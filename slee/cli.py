@@ -337,10 +337,37 @@ class Cli:
         self.out(rows, lambda _r: table(flat, ["service", "sbb", "set", "parameter", "value"]))
         return EXIT_OK
 
+    def cmd_op(self) -> int:
+        """Call a service's management operation (see ``management`` in deployable-unit.yaml)."""
+        a = self.args
+        if not a.op:
+            rows = self.get("/v1/services/ops", service=a.service)
+            self.out(rows, lambda r: table(r, ["op", "doc"], ["OPERATION", "WHAT IT DOES"]) if r
+                     else f"{a.service} has no management operations")
+            return EXIT_OK
+        args: dict[str, Any] = {}
+        for item in a.args or []:
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                raise CliError(f"argument {item!r} must look like KEY=VALUE", EXIT_USAGE)
+            args[key.replace("-", "_")] = value
+        result = self.post("/v1/services/op", {"service": a.service, "op": a.op, "args": args})
+        self.out(result, _render_result)
+        return EXIT_OK
+
     def cmd_events(self) -> int:
         self.out(self.get("/v1/events"), lambda rows: table(rows, ["id", "owner", "class"],
                                                             ["EVENT TYPE", "DEFINED BY", "CLASS"]))
         return EXIT_OK
+
+
+def _render_result(result: Any) -> str:
+    """A table for a list of flat dicts, indented JSON for anything else."""
+    if isinstance(result, list) and result and all(isinstance(r, dict) for r in result):
+        columns = list(dict.fromkeys(k for r in result for k in r))
+        flat = [{k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in r.items()} for r in result]
+        return table(flat, columns)
+    return json.dumps(result, indent=2, sort_keys=False)
 
 
 # ==========================================================================================
@@ -454,6 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("service", nargs="?")
     p.add_argument("--reset", action="store_true")
     cmd("events", "list installed event types")
+
+    p = cmd("op", "call a service's management operation (no OP: list them)")
+    p.add_argument("service", help="service id, or its name")
+    p.add_argument("op", nargs="?", help="operation name")
+    p.add_argument("args", nargs="*", metavar="KEY=VALUE", help="operation arguments")
     return parser
 
 

@@ -29,3 +29,13 @@ class CounterSbb(Sbb):
         self.context.usage("replies").increment("replies")
         if text.split()[-1:] == ["bye"]:
             datagram.end(event.flow)
+
+
+def flows(ctx) -> list[dict]:
+    """Each live flow with its peer and datagram count (bin/slee op example-counter flows)."""
+    rows = []
+    for entity in ctx.entities("CounterSbb"):
+        for flow in ctx.activity_of(entity):
+            rows.append({"flow": flow.flow_id, "peer": f"{flow.peer[0]}:{flow.peer[1]}",
+                         "count": entity.cmp.get("count", 0), "version": VERSION})
+    return sorted(rows, key=lambda r: r["flow"])

@@ -78,6 +78,7 @@ class _Prepared:
     specs: list[tuple[Any, type[ProfileSpec]]]
     services: list[tuple[Any, SbbDescriptor]]
     ra_links: dict[str, str]
+    operations: dict[Any, dict[str, Callable[..., Any]]] = field(default_factory=dict)  # service id -> ops
 
 
 @dataclass(slots=True)
@@ -282,7 +283,15 @@ class DeploymentManager:
                                   f"root SBB {descriptor.id} of service {sdecl.id} declares no initial event "
                                   "(mark a handler initial=True)")
             services.append((sdecl, descriptor))
-        return _Prepared(m, ns, event_types, specs, services, links)
+        operations: dict[Any, dict[str, Callable[..., Any]]] = {}
+        for sdecl in m.services:
+            ops = operations[sdecl.id] = {}
+            for op, ref in sdecl.management.items():
+                fn = ns.resolve(ref, f"management operation {op}")
+                if not callable(fn):
+                    raise DeployError(f, ref.line, f"management operation {op}: {ref} is not callable")
+                ops[op] = fn
+        return _Prepared(m, ns, event_types, specs, services, links, operations)
 
     def _describe(self, m: UnitManifest, ns: UnitNamespace, cls: type, known: Callable[[EventTypeId], bool],
                   line: int | None) -> SbbDescriptor:
@@ -335,6 +344,7 @@ class DeploymentManager:
                                             ra_links=p.ra_links, address_profile_table=decl.address_profile_table,
                                             deployable_unit=m.id, config=decl.config)
                 service.usage_sets = decl.usage_sets
+                service.operations = dict(p.operations.get(decl.id, {}))
                 for name in decl.usage_sets:
                     c.usage.parameter_set(decl.id, descriptor.id, name)
                 installed_services.append(decl.id)

@@ -26,7 +26,7 @@ MANIFEST = "deployable-unit.yaml"
 _TOP_KEYS = {"name", "vendor", "version", "description", "depends-on", "services", "ra-links",
              "profile-specs", "profile-tables", "usage-parameter-sets", "event-types"}
 _SERVICE_KEYS = {"name", "vendor", "version", "root-sbb", "default-priority", "address-profile-table",
-                 "usage-parameter-sets", "config", "description"}
+                 "usage-parameter-sets", "config", "description", "management"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,7 @@ class ServiceDecl:
     usage_sets: tuple[str, ...]
     config: dict
     line: int | None
+    management: dict[str, Ref] = field(default_factory=dict)  # operation name -> module:function
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +191,13 @@ def parse_manifest(doc: Doc, location: str, archive: Path | None) -> UnitManifes
         config = doc.plain(keys["config"]) if "config" in keys else {}
         if not isinstance(config, dict):
             raise doc.error(keys["config"], "config must be a mapping")
-        m.services.append(ServiceDecl(sid, root, priority, table, sets + m.usage_sets, config, line_of(node)))
+        ops: dict[str, Ref] = {}
+        if "management" in keys:
+            for op, op_node in doc.mapping(keys["management"], "management").items():
+                if not op.replace("-", "").replace("_", "").isalnum():
+                    raise doc.error(op_node, f"management operation name {op!r} must be letters, digits, - or _")
+                ops[op] = _ref(doc, op_node, f"management.{op}")
+        m.services.append(ServiceDecl(sid, root, priority, table, sets + m.usage_sets, config, line_of(node), ops))
     if not m.services and not m.event_types and not m.profile_specs:
         raise doc.error(doc.root, "the unit declares no services, event types or profile specifications")
     return m

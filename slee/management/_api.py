@@ -153,6 +153,8 @@ class ManagementApi:
             get("/v1/usage", self.usage),
             post("/v1/usage/reset", self.usage_reset),
             get("/v1/events", self.events),
+            get("/v1/services/ops", self.service_ops),
+            post("/v1/services/op", self.service_op),
         ])
         return app
 
@@ -180,6 +182,38 @@ class ManagementApi:
     async def deactivate(self, request: web.Request) -> web.Response:
         service = self.manager.deactivate(_field(await _body(request), "service"))
         return web.json_response(service.to_json())
+
+    async def service_ops(self, request: web.Request) -> web.Response:
+        service = self.manager.service(request.query.get("service", ""))
+        return web.json_response([
+            {"op": name, "doc": (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""}
+            for name, fn in sorted(service.operations.items())
+        ])
+
+    async def service_op(self, request: web.Request) -> web.Response:
+        """Call a service's management operation inside a SLEE transaction."""
+        from slee.service import OperationContext
+
+        body = await _body(request)
+        service = self.manager.service(_field(body, "service"))
+        op = _field(body, "op")
+        fn = service.operations.get(op)
+        if fn is None:
+            known = ", ".join(sorted(service.operations)) or "none"
+            raise InvalidStateError(f"service {service.id} has no management operation {op!r} (it has: {known})")
+        args = body.get("args") or {}
+        if not isinstance(args, dict):
+            raise InvalidStateError("args must be a JSON object")
+        ctx = OperationContext(self.container, service)
+        with self.container.transaction():
+            try:
+                result = fn(ctx, **args)
+            except TypeError as exc:
+                raise InvalidStateError(f"operation {op}: {exc}") from None
+            if asyncio.iscoroutine(result):
+                result = await result
+        await self.container.flush()
+        return web.json_response(json.loads(json.dumps(result, default=str)))
 
     async def units(self, request: web.Request) -> web.Response:
         return web.json_response([self.manager.unit_json(u) for u in self.manager.units.values()])

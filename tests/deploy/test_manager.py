@@ -143,3 +143,79 @@ def test_missing_code_at_restore_raises_an_alarm(tmp_path):
     assert any("demo/test/1.0" in p for p in summary["problems"])
     assert [a.alarm_type for a in c.alarms.list()] == ["restore-unit"]
     store.close()
+
+
+OPS_MANIFEST = """\
+name: ops
+vendor: test
+version: "1.0"
+depends-on:
+  ra-types: [datagram/slee/1.0]
+services:
+  - name: ops
+    root-sbb: sbb:CounterSbb
+    management:
+      counts: sbb:counts
+      reset: sbb:reset
+ra-links:
+  datagram: dgram
+"""
+
+OPS_CODE = '''\
+from slee import CmpField, Sbb, event_handler
+from slee.ra.datagram import DATAGRAM_RECEIVED, FLOW_STARTED
+
+
+class CounterSbb(Sbb):
+    count = CmpField(int, default=0)
+
+    @event_handler(FLOW_STARTED, initial=True, select=("activity_context",))
+    def on_start(self, event, aci):
+        self.count += 1
+
+    @event_handler(DATAGRAM_RECEIVED)
+    def on_datagram(self, event, aci):
+        self.count += 1
+
+
+def counts(ctx):
+    """Datagram counts per flow."""
+    return sorted((a.flow_id, e.cmp.get("count", 0)) for e in ctx.entities("CounterSbb") for a in ctx.activity_of(e))
+
+
+def reset(ctx, flow):
+    """Set one flow's count back to zero (transactional, like any SBB write)."""
+    for e in ctx.entities("CounterSbb"):
+        if any(a.flow_id == flow for a in ctx.activity_of(e)):
+            e.set_cmp("count", 0)
+            return {"reset": flow}
+    raise ValueError(f"no flow {flow}")
+'''
+
+
+def test_management_operations_are_declared_validated_and_run_in_a_transaction(manager, tmp_path):
+    from slee.deploy import DeployError
+    from slee.service import OperationContext
+
+    unit = write_unit(tmp_path, name="ops", manifest=OPS_MANIFEST, code=OPS_CODE)
+    manager.install(unit)
+    service = manager.activate("ops")
+    assert sorted(service.operations) == ["counts", "reset"]
+    c = manager.container
+    _fire(c, "f1", True)
+    _fire(c, "f1", False)
+    _fire(c, "f2", True)
+    ctx = OperationContext(c, service)
+    with c.transaction():
+        assert service.operations["counts"](ctx) == [("f1", 2), ("f2", 1)]
+    with c.transaction():
+        assert service.operations["reset"](ctx, flow="f1") == {"reset": "f1"}
+    with pytest.raises(ValueError, match="no flow f9"), c.transaction():
+        service.operations["reset"](ctx, flow="f9")
+    with c.transaction():
+        assert service.operations["counts"](ctx) == [("f1", 0), ("f2", 1)]
+
+    bad = write_unit(tmp_path, name="ops2", manifest=OPS_MANIFEST.replace("ops", "ops2").replace("sbb:reset", "sbb:nope"),
+                     code=OPS_CODE)
+    with pytest.raises(DeployError, match=r"deployable-unit.yaml:\d+: .*nope"):
+        manager.install(bad)

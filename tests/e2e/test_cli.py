@@ -401,3 +401,23 @@ def test_cli_errors_are_clear(tmp_path: Path, data: Path):
         assert c.wait_exit() == 0
     finally:
         c.kill()
+
+
+def test_service_management_operation_through_the_cli(started: Container, data: Path):
+    assert cli(data, "deploy", "example").returncode == 0
+    load = Load(datagram_port(data))
+    try:
+        one, two = load.open("one"), load.open("two")
+        for text in ("a", "b", "c"):
+            load.ask(one, text)
+        load.ask(two, "x")
+        assert not load.failed
+        listed = cli(data, "op", "example-counter")
+        assert listed.returncode == 0 and "flows" in listed.stdout
+        rows = cli_json(data, "op", "example-counter", "flows")
+        assert sorted(r["count"] for r in rows) == [1, 3]
+        assert {r["peer"] for r in rows} == {f"127.0.0.1:{s.sock.getsockname()[1]}" for s in (one, two)}
+        bad = cli(data, "op", "example-counter", "nope")
+        assert bad.returncode == 1 and "no management operation 'nope'" in bad.stderr and "flows" in bad.stderr
+    finally:
+        load.close()
