@@ -482,6 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true")
     cmd("events", "list installed event types")
 
+    from slee.cli_presence import register_commands as presence_commands
+    from slee.cli_sip import register_commands as users_commands
+
+    users_commands(sub, common)
+    presence_commands(sub, [common])
+
     p = cmd("op", "call a service's management operation (no OP: list them)")
     p.add_argument("service", help="service id, or its name")
     p.add_argument("op", nargs="?", help="operation name")
@@ -493,7 +499,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cli = Cli(args)
-    handler = getattr(cli, "cmd_" + args.command.replace("-", "_"))
+    if hasattr(args, "func"):  # commands contributed by service CLI modules (slee.cli_sip)
+        def handler() -> int:
+            return args.func(cli)
+    elif hasattr(args, "presence_handler"):
+        def handler() -> int:
+            return args.presence_handler(cli)
+    else:
+        handler = getattr(cli, "cmd_" + args.command.replace("-", "_"))
     try:
         return handler()
     except CliError as exc:

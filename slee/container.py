@@ -502,6 +502,34 @@ class Container:
         await entity.ra.ra_inactive()
         entity.state = RaEntityState.INACTIVE
 
+    async def reconfigure_ra_entity(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        """Give an RA entity a new configuration; returns the checked configuration.
+
+        An ACTIVE entity gets ``ra_config_update`` (e.g. the SIP RA rebinds its sockets and
+        keeps its dialogs); an RA that cannot update live is deactivated, reconfigured and
+        activated again.
+        """
+        entity = self._ra_entity(name)
+        ra_cls = self.ra_classes[entity.ra_id]
+        cfg = check_config(ra_cls, dict(config))
+        entity.ra.ra_verify_configuration(cfg)
+        if entity.state is RaEntityState.ACTIVE:
+            try:
+                result = entity.ra.ra_config_update(cfg)
+                if inspect.isawaitable(result):
+                    await result
+            except NotImplementedError:
+                await self.deactivate_ra_entity(name)
+                entity.ra.context.config = cfg
+                entity.ra.ra_configure(cfg)
+                await self.activate_ra_entity(name)
+        else:
+            entity.ra.context.config = cfg
+            entity.ra.ra_configure(cfg)
+        entity.config = cfg
+        entity.ra.context.config = cfg
+        return cfg
+
     def remove_ra_entity(self, name: str) -> None:
         entity = self._ra_entity(name)
         if entity.state is not RaEntityState.INACTIVE:

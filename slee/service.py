@@ -98,3 +98,17 @@ class OperationContext:
 
     def usage(self) -> list[dict[str, Any]]:
         return self.container.usage.snapshot(str(self.service.id))
+
+    def local_object(self, entity: Any) -> Any:
+        """An ``SbbLocalObject`` for an entity, to call its ``@local_method``s."""
+        from slee.sbb import SbbLocalObject
+
+        return SbbLocalObject(self.container, entity.id)
+
+    def named_entities(self, name: str, sbb_name: str | None = None) -> list[Any]:
+        """This service's entities attached to the activity bound to ``name`` in the naming facility."""
+        aci = self.container.naming.lookup(name)
+        if aci is None:
+            return []
+        return [e for e in aci._ac.attached
+                if e.service is self.service and (sbb_name is None or e.descriptor.id.name == sbb_name)]

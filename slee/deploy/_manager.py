@@ -504,6 +504,13 @@ class DeploymentManager:
                                 f"{self._names(self.container.ra_classes)}")
         return found[0]
 
+    async def reconfigure_ra_entity(self, name: str, config: dict[str, Any]) -> None:
+        cfg = await self.container.reconfigure_ra_entity(name, config)
+        doc = self.store.get(NS_RA, name) if self.store is not None else None
+        if doc is not None:
+            doc["config"] = dict(cfg)
+            self._put(NS_RA, name, doc)
+
     async def activate_ra_entity(self, name: str) -> None:
         await self.container.activate_ra_entity(name)
         self._mark_ra(name, True)
@@ -578,12 +585,16 @@ class DeploymentManager:
                 await self._changed(report, progress, f"created RA entity {step.name} ({step.ra})")
             else:
                 wanted = check_config(c.ra_classes[step.ra], _coerce(c.ra_classes[step.ra], step.config))
-                if entity.ra_id != step.ra or entity.config != wanted:
-                    diff = ", ".join(f"{k}: {entity.config.get(k)!r} -> {v!r}" for k, v in wanted.items()
-                                     if entity.config.get(k) != v) or f"RA {entity.ra_id} -> {step.ra}"
-                    msg = f"RA entity {step.name} exists with a different configuration ({diff}); left as it is"
+                if entity.ra_id != step.ra:
+                    msg = (f"RA entity {step.name} exists as {entity.ra_id}, not {step.ra}; left as it is "
+                           f"(remove it first to change its resource adaptor)")
                     report.warnings.append(msg)
                     await _say(progress, "warning: " + msg)
+                elif entity.config != wanted:
+                    diff = ", ".join(f"{k}: {entity.config.get(k)!r} -> {v!r}" for k, v in wanted.items()
+                                     if entity.config.get(k) != v)
+                    await self.reconfigure_ra_entity(step.name, wanted)
+                    await self._changed(report, progress, f"reconfigured RA entity {step.name} ({diff})")
                 else:
                     report.unchanged.append(f"RA entity {step.name}")
             if step.active and entity.state is RaEntityState.INACTIVE:

@@ -139,8 +139,14 @@ class ResourceAdaptor:
     def ra_configure(self, config: dict[str, Any]) -> None:
         pass
 
-    def ra_config_update(self, config: dict[str, Any]) -> None:
-        raise ValueError(f"{type(self).__name__} cannot be reconfigured while active")
+    def ra_config_update(self, config: dict[str, Any]) -> Any:
+        """Apply a new configuration while ACTIVE (may be a coroutine). The default says it
+        cannot, and the container then deactivates, reconfigures and reactivates the entity."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be reconfigured while active")
+
+    def listen_addresses(self) -> list[str]:
+        """Where this entity listens (for the server's ready line and status)."""
+        return []
 
     # lifecycle
     async def ra_active(self) -> None:

@@ -197,7 +197,14 @@ class SbbHarness:
         self.container.start_activity("harness", act, act)
         return act
 
-    def fire(self, event_type: EventTypeId, event: Any, activity: FakeActivity | None = None, *,
+    def activity_for(self, activity: Any) -> Any:
+        """Start ``activity`` (any hashable object, e.g. a SIP server transaction) as an
+        activity of the harness RA, if it is not one yet; returns it for ``fire``."""
+        if ("harness", activity) not in self.container.activity_contexts:
+            self.container.start_activity("harness", activity, activity)
+        return activity
+
+    def fire(self, event_type: EventTypeId, event: Any, activity: Any = None, *,
              address: Address | str | None = None) -> EventOutcome:
         """Fire an event as the RA would, run the router until idle, return the outcome."""
         if activity is None:

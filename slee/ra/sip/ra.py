@@ -129,11 +129,30 @@ class SipResourceAdaptor(ResourceAdaptor):
         return self.provider
 
     async def ra_active(self) -> None:
-        from slee.transport import SipTransport, TransportConfig
-
-        cfg = self.context.config
         self._loop = asyncio.get_running_loop()
         self._stopping = False
+        await self._bind(self.context.config)
+
+    async def ra_config_update(self, config: dict[str, Any]) -> None:
+        """Live reconfiguration: rebind the sockets if the listening point changed; the
+        transaction layer and the dialogs (subscriptions) are kept."""
+        old = self.context.config
+        self.context.config = config
+        self.server_header = config.get("server_header") or None
+        self.transports = tuple(config.get("transports") or ("udp", "tcp"))
+        keys = ("host", "port", "transports", "advertised_host", "max_message_size")
+        if any(old.get(k) != config.get(k) for k in keys):
+            if self.transport is not None:
+                await self.transport.close()
+                self.transport = None
+            await self._bind(config)
+
+    def listen_addresses(self) -> list[str]:
+        return self.listening()
+
+    async def _bind(self, cfg: dict[str, Any]) -> None:
+        from slee.transport import SipTransport, TransportConfig
+
         tconf = TransportConfig(host=cfg["host"], port=cfg["port"], udp="udp" in self.transports,
                                 tcp="tcp" in self.transports, max_message_size=cfg["max_message_size"],
                                 advertised_host=cfg.get("advertised_host"))
