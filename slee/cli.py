@@ -188,9 +188,11 @@ class Cli:
 
     def cmd_upgrade(self) -> int:
         body = {"service": self.args.service, "path": str(Path(self.args.path).resolve()),
-                "ra_links": _pairs(self.args.link, "--link"), "wait": self.args.wait}
+                "ra_links": _pairs(self.args.link, "--link"), "wait": self.args.wait,
+                "migrate": self.args.migrate}
         r = self.client.stream("/v1/upgrade", body, self.progress)
-        self.out(r, lambda r: f"upgraded: {r['new']} is ACTIVE; {r['old']} is {r['old_state']}")
+        self.out(r, lambda r: f"upgraded: {r['new']} is ACTIVE; {r['old']} is {r['old_state']}"
+                 + (f" ({r['migrated']} SBB entities migrated)" if r.get("migrated") is not None else ""))
         return EXIT_OK
 
     def cmd_install(self) -> int:
@@ -413,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--link", action="append", metavar="LINK=ENTITY", help="override an RA link")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for the old version to become INACTIVE")
+    p.add_argument("--migrate", action="store_true",
+                   help="move the old version's SBB entities to the new code instead of draining them "
+                        "(for long-lived stateful services such as presence)")
     p = cmd("install", "install a deployable unit (folder or zip); its services start INACTIVE")
     p.add_argument("path")
     p.add_argument("--link", action="append", metavar="LINK=ENTITY", help="override an RA link")

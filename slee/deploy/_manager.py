@@ -13,6 +13,8 @@ changes nothing.
 
 from __future__ import annotations
 
+import asyncio
+
 import inspect
 import itertools
 import logging
@@ -442,13 +444,14 @@ class DeploymentManager:
         return service
 
     async def upgrade(self, ref: str, path: str | Path, ra_links: dict[str, str] | None = None,
-                      progress: Progress | None = None) -> dict[str, Any]:
+                      progress: Progress | None = None, *, migrate: bool = False) -> dict[str, Any]:
         """Install ``path`` and swap its service in for the ACTIVE ``ref`` in one step.
 
         New initial events go to the new version at once; the old version is STOPPING and
         keeps serving its existing entities until they end, then becomes INACTIVE. If the unit
         at ``path`` is already installed (e.g. rolling back to a version still installed), it
-        is swapped in without reinstalling.
+        is swapped in without reinstalling. With ``migrate`` the old version's entities move
+        to the new code instead of draining (``Container.migrate_service``).
         """
         old = self.service(ref, prefer=ServiceState.ACTIVE)
         if old.state is not ServiceState.ACTIVE:
@@ -471,8 +474,17 @@ class DeploymentManager:
             raise ValidationError(f"{manifest.file}: unit {unit.id} has no other version of service "
                                   f"{old.id.name} to swap in (services: {self._names(unit.services)})")
         new_id = candidates[0]
+        moved = None
         try:
-            self.container.swap_services(old.id, new_id)
+            if migrate:
+                for _ in range(500):  # wait for a moment with no asynchronous handler running
+                    if not self.container._tasks:
+                        break
+                    await asyncio.sleep(0.01)
+                moved = self.container.migrate_service(old.id, new_id)
+                await _say(progress, f"migrated {moved} SBB entities from {old.id} to {new_id}")
+            else:
+                self.container.swap_services(old.id, new_id)
         except Exception:
             if fresh:
                 self.uninstall(str(unit.id))
@@ -481,7 +493,7 @@ class DeploymentManager:
                     else old.state.value)
         await _say(progress, f"swapped: {new_id} is ACTIVE; {old.id} is {draining}")
         return {"old": str(old.id), "new": str(new_id), "old_state": old.state.value,
-                "draining": len(old.roots), "unit": str(unit.id), "installed": fresh}
+                "draining": len(old.roots), "unit": str(unit.id), "installed": fresh, "migrated": moved}
 
     # ==================================================================================
     # RA entities

@@ -11,6 +11,7 @@ service's address-profile table (initial-event selection by ``address_profile``)
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slee._ids import ProfileSpecId
@@ -180,6 +181,7 @@ class ProfileTable:
     def _write(self, txn: Any, profile: str, old: dict | None, new: dict | None) -> None:
         self._apply(profile, old, new)
         txn.record_undo(lambda: self._apply(profile, new, old))
+        txn.on_commit(lambda: self._facility._changed(self.name, profile, old, new))
         if new is None:
             txn.delete(f"profile/{self.name}", profile)
         else:
@@ -226,8 +228,21 @@ def _matches(stored: Any, value: Any) -> bool:
     return _key(stored) == _key(value)
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileTableActivity:
+    """The activity on which a table's ProfileAdded/Updated/Removed events are fired."""
+
+    table: str
+
+
 class ProfileFacility:
-    """All profile tables; specs are registered by deployable units."""
+    """All profile tables; specs are registered by deployable units.
+
+    A committed change of a profile fires ``PROFILE_ADDED`` / ``PROFILE_UPDATED`` /
+    ``PROFILE_REMOVED`` (a ``ProfileEvent`` with the values before and after) on the table's
+    ``ProfileTableActivity``, with ``Address("profile", "TABLE/PROFILE")`` — when some active
+    service declares the event initial or an SBB entity is attached to that activity.
+    """
 
     def __init__(self, container: Container) -> None:
         self._container = container
@@ -269,6 +284,20 @@ class ProfileFacility:
         if table is None:
             raise ProfileError(f"no profile table {name!r}; tables: {', '.join(sorted(self.tables)) or 'none'}")
         return table
+
+    def _changed(self, table: str, profile: str, old: dict | None, new: dict | None) -> None:
+        from slee.events import PROFILE_ADDED, PROFILE_REMOVED, PROFILE_UPDATED, Address, ProfileEvent
+
+        event_type = PROFILE_ADDED if old is None else PROFILE_REMOVED if new is None else PROFILE_UPDATED
+        c = self._container
+        key = ("profile-table", table)
+        ac = c.activity_contexts.get(key)
+        if event_type not in c._initial and (ac is None or not ac.attached):
+            return  # nobody listens: no activity, no event
+        if ac is None:
+            ac = c._new_ac("profile-table", table, ProfileTableActivity(table), None, ac_id=f"profile-table/{table}")
+        c.enqueue_event(ac, event_type, ProfileEvent(table, profile, copy.deepcopy(old), copy.deepcopy(new)),
+                        Address("profile", f"{table}/{profile}"))
 
     def _txn(self) -> Any:
         if current_transaction.get() is not None:

@@ -249,7 +249,7 @@ class ManagementApi:
         wait = float(body.get("wait") or 0)
 
         async def work(progress: Any) -> Any:
-            result = await self.manager.upgrade(ref, path, _links(body), progress)
+            result = await self.manager.upgrade(ref, path, _links(body), progress, migrate=bool(body.get("migrate")))
             if wait > 0:
                 result["old_state"] = await self._drain(result["old"], wait, progress)
             return result

@@ -219,3 +219,50 @@ def test_management_operations_are_declared_validated_and_run_in_a_transaction(m
                      code=OPS_CODE)
     with pytest.raises(DeployError, match=r"deployable-unit.yaml:\d+: .*nope"):
         manager.install(bad)
+
+
+def test_upgrade_with_migrate_moves_entities_to_the_new_code(manager, tmp_path):
+    """--migrate: live entities continue on v2 (same ids and CMP), v1 is INACTIVE at once."""
+    v1 = write_unit(tmp_path, version="1.0", tag="v1")
+    v2 = write_unit(tmp_path / "b", version="2.0", tag="v2")
+    manager.install(v1)
+    manager.activate("demo")
+    c = manager.container
+    _fire(c, "f1", True)
+    _fire(c, "f1", False)
+    [before] = list(c.entities.values())
+    assert before.cmp["count"] == 2
+
+    result = asyncio.run(manager.upgrade("demo", v2, migrate=True))
+    assert result["migrated"] == 1 and result["old_state"] == "INACTIVE"
+    [after] = list(c.entities.values())
+    assert after.id == before.id and after.cmp["count"] == 2
+    assert str(after.service.id) == "demo/test/2.0" and after.descriptor.id.version == "2.0"
+    assert _owner(c, "f1") == "demo/test/2.0"
+    _fire(c, "f1", False)  # the next event of the old flow runs the new code
+    assert after.cmp["count"] == 3
+    manager.uninstall("demo/test/1.0")
+
+
+def test_migrate_is_refused_when_the_new_version_lacks_a_live_sbb(manager, tmp_path):
+    from slee.errors import ValidationError
+
+    v1 = write_unit(tmp_path, version="1.0")
+    renamed = (
+        "from slee import Sbb, event_handler\n"
+        "from slee.ra.datagram import FLOW_STARTED\n\n\n"
+        "class OtherSbb(Sbb):\n"
+        "    @event_handler(FLOW_STARTED, initial=True)\n"
+        "    def on_start(self, event, aci):\n"
+        "        pass\n"
+    )
+    v2 = write_unit(tmp_path / "b", version="2.0", code=renamed)
+    (v2 / "deployable-unit.yaml").write_text((v2 / "deployable-unit.yaml").read_text().replace("sbb:CounterSbb", "sbb:OtherSbb"))
+    manager.install(v1)
+    manager.activate("demo")
+    _fire(manager.container, "f1", True)
+    with pytest.raises(ValidationError, match="no SBB named 'CounterSbb'"):
+        asyncio.run(manager.upgrade("demo", v2, migrate=True))
+    states = {str(s.id): s.state.value for s in manager.container.services.values()}
+    assert states == {"demo/test/1.0": "ACTIVE"}  # v1 untouched, the refused v2 uninstalled again
+    assert [str(u) for u in manager.units] == ["demo/test/1.0"]

@@ -222,3 +222,34 @@ def test_null_activity_ends_when_nothing_attached():
         h.run_until_idle()
         # only the harness activity "a" was added; the unreferenced null activity ended
         assert len(h.container.activity_contexts) == before + 1
+
+
+def test_profile_changes_fire_events_after_commit():
+    from slee import ActivityContextInterface
+    from slee.events import PROFILE_ADDED, PROFILE_REMOVED, PROFILE_UPDATED
+
+    seen: list[tuple[str, str, object, object]] = []
+
+    class Watcher(Sbb):
+        @event_handler(PROFILE_ADDED, initial=True, select=("address",))
+        def on_added(self, event, aci: ActivityContextInterface):
+            seen.append(("added", event.profile, None, event.after["quota"]))
+
+        @event_handler(PROFILE_UPDATED, initial=True, select=("address",))
+        def on_updated(self, event, aci):
+            seen.append(("updated", event.profile, event.before["quota"], event.after["quota"]))
+
+        @event_handler(PROFILE_REMOVED, initial=True, select=("address",))
+        def on_removed(self, event, aci):
+            seen.append(("removed", event.profile, event.before["quota"], None))
+
+    with SbbHarness(Watcher, profile_tables={"subscribers": Subscriber}) as h:
+        table = h.profile_table("subscribers")
+        table.create("alice", quota=1)
+        table.set("alice", "quota", 2)
+        with pytest.raises(RuntimeError), h.transaction():
+            table.set("alice", "quota", 99)
+            raise RuntimeError("roll back: no event")
+        table.remove("alice")
+        h.run_until_idle()
+        assert seen == [("added", "alice", None, 1), ("updated", "alice", 1, 2), ("removed", "alice", 2, None)]
