@@ -149,6 +149,7 @@ class SbbEntity:
         "relation",
         "removed",
         "service",
+        "stored",
     )
 
     def __init__(
@@ -177,6 +178,7 @@ class SbbEntity:
         self.masks: dict[str, set[EventTypeId]] = {}
         self.obj: Sbb | None = None
         self.removed = False
+        self.stored = False  # a row for this entity is (or will be, at commit) in the store
 
     @property
     def is_root(self) -> bool:
@@ -198,10 +200,26 @@ class SbbEntity:
         txn.record_undo(undo)
         txn.mark_dirty(self)
 
+    def _durable(self) -> bool:
+        """Worth a store row: on a persistent activity, part of a tree, or already stored.
+
+        A root entity attached only to transient activities (a SIP transaction) would be
+        removed on restore anyway — its row would be written and deleted for nothing.
+        """
+        if self.stored or self.parent_id is not None or self.children:
+            return True
+        acs = self.container.activity_contexts_by_id
+        return any(ac.persistent for ac in (acs.get(a) for a in self.attached) if ac is not None)
+
     def persist(self, txn: Any) -> None:
         if self.removed:
-            txn.delete("sbb", self.id)
+            if self.stored:
+                txn.delete("sbb", self.id)
+                self.stored = False
             return
+        if not self._durable():
+            return
+        self.stored = True
         txn.put("sbb", self.id, {
             "service": str(self.service.id),
             "sbb": str(self.descriptor.id),

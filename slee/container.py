@@ -130,6 +130,7 @@ class Container:
         self.entities: dict[str, SbbEntity] = {}
         self.activity_contexts: dict[tuple[Any, Hashable], ActivityContext] = {}
         self.activity_contexts_by_id: dict[str, ActivityContext] = {}
+        self._ac_by_activity: dict[int, ActivityContext] = {}  # id(activity object) -> its AC
         self.ra_classes: dict[ResourceAdaptorId, type[ResourceAdaptor]] = {}
         self.ra_entities: dict[str, RaEntity] = {}
         self.service_listeners: list[Callable[[Service], None]] = []
@@ -626,6 +627,7 @@ class Container:
                              persistent=persistent, implicit_end=implicit_end)
         self.activity_contexts[key] = ac
         self.activity_contexts_by_id[ac.id] = ac
+        self._ac_by_activity[id(activity)] = ac
         return ac
 
     def start_activity(self, ra_entity: str, handle: Hashable, activity: Any, *, persistent: bool = False) -> ActivityContext:
@@ -669,6 +671,8 @@ class Container:
         ac.state = ActivityState.INVALID
         self.activity_contexts.pop(self._key_of(ac), None)
         self.activity_contexts_by_id.pop(ac.id, None)
+        if self._ac_by_activity.get(id(ac.activity)) is ac:
+            del self._ac_by_activity[id(ac.activity)]
 
     def _key_of(self, ac: ActivityContext) -> tuple[Any, Hashable]:
         if isinstance(ac.activity, NullActivity):
@@ -712,6 +716,8 @@ class Container:
                 txn.delete("ac", ac.id)
         self.activity_contexts.pop(self._key_of(ac), None)
         self.activity_contexts_by_id.pop(ac.id, None)
+        if self._ac_by_activity.get(id(ac.activity)) is ac:
+            del self._ac_by_activity[id(ac.activity)]
         if ac.ra_entity is not None:
             entity = self.ra_entities.get(ac.ra_entity)
             if entity is not None:
@@ -724,10 +730,10 @@ class Container:
         return ActivityContextInterface(self.activity_contexts_by_id[ac_id], descriptor.id.name)
 
     def _aci_for_activity(self, activity: Any, descriptor: SbbDescriptor) -> ActivityContextInterface:
-        for ac in self.activity_contexts_by_id.values():
-            if ac.activity is activity:
-                return ActivityContextInterface(ac, descriptor.id.name)
-        raise UnrecognizedActivityError(f"{activity!r} is not a started activity")
+        ac = self._ac_by_activity.get(id(activity))
+        if ac is None or ac.activity is not activity:
+            raise UnrecognizedActivityError(f"{activity!r} is not a started activity")
+        return ActivityContextInterface(ac, descriptor.id.name)
 
     def aci_for_handle(self, ra_entity: str, handle: Hashable) -> ActivityContextInterface:
         ac = self.activity_contexts.get((ra_entity, handle))
@@ -1121,6 +1127,7 @@ class Container:
             entity = SbbEntity(self, entity_id, service, descriptor, parent_id=doc["parent"], relation=doc["relation"],
                                convergence_name=doc["conv"], priority=doc["priority"])
             entity.children = {k: list(v) for k, v in doc["children"].items()}
+            entity.stored = True
             self.entities[entity_id] = entity
             service.entity_count += 1
             if entity.convergence_name is not None:

@@ -68,8 +68,9 @@ def test_timer_and_entity_survive_restart(tmp_path, period):
     assert fired == 1 and count == 1
 
 
-def test_entities_on_transient_activities_are_dropped_on_restart(tmp_path):
-    """A root attached only to an activity that did not survive is removed after restore."""
+def test_entities_on_transient_activities_are_never_stored(tmp_path):
+    """A root attached only to a transient activity (a SIP transaction) gets no store row:
+    restore would drop it anyway, so writing it would only cost a write and a delete."""
     from tests.slee.sbbs import BOOM, DONE, PING, CounterSbb
 
     url = f"sqlite:///{tmp_path / 'slee.db'}"
@@ -100,5 +101,28 @@ def test_entities_on_transient_activities_are_dropped_on_restart(tmp_path):
         store.close()
         return n, remaining
 
-    assert asyncio.run(run(True)) == (1, 1)
+    assert asyncio.run(run(True)) == (1, 0)  # live in memory, no row
     assert asyncio.run(run(False)) == (0, 0)
+
+
+def test_entity_on_a_persistent_activity_is_stored_and_restored(tmp_path):
+    """The counterpart: attaching to a null activity makes the entity durable (TimerSbb)."""
+    url = f"sqlite:///{tmp_path / 'slee.db'}"
+
+    async def run():
+        store = Store.open(url)
+        c = build(store, FakeClock())
+        await c.start()
+        c.activate_service(SERVICE)
+        act = FakeActivity("x")
+        c.start_activity("harness", act, act)
+        from slee.events import Address
+
+        c.fire_event("harness", act, ARM, Ping(""), Address("sip", "bob@x"))
+        assert await c.wait_idle()
+        await c.stop()
+        rows = store.count("sbb")
+        store.close()
+        return rows
+
+    assert asyncio.run(run()) == 1

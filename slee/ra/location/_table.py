@@ -9,6 +9,7 @@ clock, so expiry is testable with a fake clock.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -61,6 +62,9 @@ class LocationTable:
         self._aors: dict[str, tuple[Binding, ...]] = {}
         self._versions: dict[str, int] = {}
         self.known: set[str] = set()  # AORs that were ever registered (since the table was loaded)
+        # (earliest expiry of an AOR's bindings, AOR), stale entries dropped lazily: finding
+        # the next deadline and the due AORs costs O(log n), not a scan of every binding.
+        self._expiries: list[tuple[float, str]] = []
 
     # -- loading ------------------------------------------------------------------------
     def load(self, docs: dict[str, Any]) -> int:
@@ -71,6 +75,7 @@ class LocationTable:
             self.known.add(aor)
             if bindings:
                 self._aors[aor] = bindings
+                self._push_expiry(aor, bindings)
                 count += len(bindings)
         return count
 
@@ -95,7 +100,24 @@ class LocationTable:
         return aor in self.known
 
     def next_expiry(self) -> float | None:
-        return min((b.expires_at for bs in self._aors.values() for b in bs), default=None)
+        heap = self._expiries
+        while heap:
+            when, aor = heap[0]
+            if self._earliest(aor) == when:
+                return when
+            heapq.heappop(heap)
+        return None
+
+    def _earliest(self, aor: str) -> float | None:
+        bindings = self._aors.get(aor)
+        return min(b.expires_at for b in bindings) if bindings else None
+
+    def _push_expiry(self, aor: str, bindings: tuple[Binding, ...]) -> None:
+        heap = self._expiries
+        heapq.heappush(heap, (min(b.expires_at for b in bindings), aor))
+        if len(heap) > 2 * len(self._aors) + 1024:  # too many stale entries: rebuild
+            self._expiries = [(min(b.expires_at for b in bs), a) for a, bs in self._aors.items()]
+            heapq.heapify(self._expiries)
 
     def __len__(self) -> int:
         return sum(len(bs) for bs in self._aors.values())
@@ -139,8 +161,15 @@ class LocationTable:
 
     def remove_expired(self, now: float) -> list[str]:
         """Drop expired bindings (in the current transaction); returns the AORs changed."""
+        heap = self._expiries
+        due: set[str] = set()
+        while heap and heap[0][0] <= now:
+            when, aor = heapq.heappop(heap)
+            if self._earliest(aor) == when:
+                due.add(aor)
         changed = []
-        for aor, bindings in list(self._aors.items()):
+        for aor in sorted(due):
+            bindings = self._aors.get(aor, ())
             alive = [b for b in bindings if b.expires_at > now]
             if len(alive) != len(bindings):
                 self.save(aor, alive, "expired")
@@ -150,5 +179,6 @@ class LocationTable:
     def _set(self, aor: str, bindings: tuple[Binding, ...]) -> None:
         if bindings:
             self._aors[aor] = bindings
+            self._push_expiry(aor, bindings)
         else:
             self._aors.pop(aor, None)
