@@ -44,10 +44,17 @@ class RecordingTransport:
         self.listening: list[Peer] = []
         self.stats: dict[str, int] = {}
         self.last = b""
+        self.on_message = None  # the RA's intake, to answer NOTIFYs
 
     def send(self, data: bytes, destination: Peer) -> None:
         self.sent += 1
         self.last = data
+        if data.startswith(b"NOTIFY ") and self.on_message is not None:
+            # a watcher answers 200, as SIPp does in the subscribe workload
+            from slee.sip import make_response, parse_message
+
+            notify = parse_message(data)
+            self.on_message(make_response(notify, 200), destination)
 
     def connection_for(self, host: str, port: int) -> None:
         return None
@@ -90,8 +97,13 @@ async def main(args: argparse.Namespace) -> None:
                                 variables={"sip_host": "127.0.0.1", "sip_port": "0"})
     await c.start()
     await manager.deploy(args.recipe, {})
+    if not args.default_gc:
+        from slee.server import tune_gc
+
+        tune_gc(100_000)  # as bin/slee start does
     sip = c.ra_entities["sip"].ra
     transport = RecordingTransport()
+    transport.on_message = sip._on_message
     await sip.transport.close()
     sip.transport = transport
     messages = [request(args.workload, i) for i in range(args.n)]
@@ -133,5 +145,6 @@ if __name__ == "__main__":
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--no-store", action="store_true")
+    ap.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds")
     ap.add_argument("--recipe", default="presence", help="deploy/RECIPE.yaml (presence, registrar)")
     asyncio.run(main(ap.parse_args()))

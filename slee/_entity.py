@@ -138,6 +138,8 @@ class SbbEntity:
         "attached",
         "children",
         "cmp",
+        "cmp_dirty",
+        "cmp_encoded",
         "container",
         "convergence_name",
         "descriptor",
@@ -173,6 +175,8 @@ class SbbEntity:
         self.convergence_name = convergence_name
         self.priority = priority
         self.cmp: dict[str, Any] = {}
+        self.cmp_dirty: set[str] = set()  # CMP fields written since the last store write
+        self.cmp_encoded: dict[str, Any] | None = None  # their store encoding, per field
         self.attached: set[str] = set()
         self.children: dict[str, list[str]] = {}
         self.masks: dict[str, set[EventTypeId]] = {}
@@ -199,6 +203,7 @@ class SbbEntity:
 
         txn.record_undo(undo)
         txn.mark_dirty(self)
+        self.cmp_dirty.add(name)  # re-encoded at commit; harmless if the write is undone
 
     def _durable(self) -> bool:
         """Worth a store row: on a persistent activity, part of a tree, or already stored.
@@ -227,11 +232,27 @@ class SbbEntity:
             "relation": self.relation,
             "conv": self.convergence_name,
             "priority": self.priority,
-            "cmp": {k: encode_cmp(v) for k, v in self.cmp.items()},
+            "cmp": self._encoded_cmp(),
             "acs": sorted(self.attached),
             "children": self.children,
             "masks": {ac: sorted(str(e) for e in evs) for ac, evs in self.masks.items()},
         })
+
+    def _encoded_cmp(self) -> dict[str, Any]:
+        """Encode only the fields written since the last store write (CMP fields are
+        assigned, never mutated in place, so an unwritten field's encoding is still right)."""
+        enc = self.cmp_encoded
+        cmp = self.cmp
+        if enc is None:
+            enc = self.cmp_encoded = {k: encode_cmp(v) for k, v in cmp.items()}
+        else:
+            for name in self.cmp_dirty:
+                if name in cmp:
+                    enc[name] = encode_cmp(cmp[name])
+                else:
+                    enc.pop(name, None)
+        self.cmp_dirty.clear()
+        return dict(enc)
 
     def __repr__(self) -> str:
         return f"<SbbEntity {self.id} {self.descriptor.id.name} prio={self.priority}>"

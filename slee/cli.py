@@ -129,7 +129,7 @@ class Cli:
         config = ServerConfig(data_dir=self.data, store_url=a.store, mgmt_host=a.mgmt_host, mgmt_port=a.mgmt_port,
                               sip_host=a.sip_host, sip_port=a.sip_port, deploy=tuple(a.deploy or ()),
                               recipes_dir=Path(a.recipes).resolve() if a.recipes else None,
-                              variables=_pairs(a.set, "--set"))
+                              variables=_pairs(a.set, "--set"), gc_threshold=a.gc_threshold)
         try:
             return asyncio.run(serve(config))
         except (StartError, NotLoopbackError, StoreError, OSError) as exc:
@@ -401,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipes", metavar="DIR", help="recipe folder (default ./deploy)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="recipe variable (repeatable)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--gc-threshold", type=int, default=100_000, metavar="N",
+                   help="allocations between young-generation GC runs (0: CPython's default tuning)")
 
     p = cmd("stop", "stop the running container cleanly")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to exit")

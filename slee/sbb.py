@@ -423,25 +423,36 @@ class RolledBackContext:
 
 
 # -- CMP value encoding for the store ----------------------------------------------------
-def encode_cmp(value: Any) -> Any:
-    from slee.activity import ActivityContextInterface
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
-    if value is None or isinstance(value, (bool, int, float, str)):
+
+def encode_cmp(value: Any) -> Any:
+    """A CMP value as JSON-able data (type dispatch: this runs for every persisted write)."""
+    t = type(value)
+    if t in _PLAIN:
         return value
-    if isinstance(value, list | tuple):
-        return [encode_cmp(v) for v in value]
-    if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value) and "$t" not in value:
-            return {k: encode_cmp(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [v if type(v) in _PLAIN else encode_cmp(v) for v in value]
+    if t is dict:
+        if "$t" not in value and all(type(k) is str for k in value):
+            return {k: v if type(v) in _PLAIN else encode_cmp(v) for k, v in value.items()}
         return {"$t": "map", "v": [[encode_cmp(k), encode_cmp(v)] for k, v in value.items()]}
+    if t is SbbLocalObject:
+        return {"$t": "sbb", "v": value._entity_id}
     if isinstance(value, bytes):
         return {"$t": "bytes", "v": base64.b64encode(value).decode()}
-    if isinstance(value, SbbLocalObject):
-        return {"$t": "sbb", "v": value._entity_id}
+    from slee.activity import ActivityContextInterface
+
     if isinstance(value, ActivityContextInterface):
         return {"$t": "ac", "v": value._ac.id}
     if isinstance(value, Address):
         return {"$t": "addr", "v": [value.plan, value.address]}
+    if isinstance(value, bool | int | float | str):  # subclasses (enum.IntEnum, str enums)
+        return value
+    if isinstance(value, list | tuple):
+        return [encode_cmp(v) for v in value]
+    if isinstance(value, dict):
+        return encode_cmp(dict(value))
     raise TypeError(f"{type(value).__name__} cannot be stored in a CMP field")
 
 

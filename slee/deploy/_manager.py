@@ -14,7 +14,6 @@ changes nothing.
 from __future__ import annotations
 
 import asyncio
-
 import inspect
 import itertools
 import logging

@@ -286,7 +286,13 @@ class ProfileFacility:
         return table
 
     def _changed(self, table: str, profile: str, old: dict | None, new: dict | None) -> None:
-        from slee.events import PROFILE_ADDED, PROFILE_REMOVED, PROFILE_UPDATED, Address, ProfileEvent
+        from slee.events import (
+            PROFILE_ADDED,
+            PROFILE_REMOVED,
+            PROFILE_UPDATED,
+            Address,
+            ProfileEvent,
+        )
 
         event_type = PROFILE_ADDED if old is None else PROFILE_REMOVED if new is None else PROFILE_UPDATED
         c = self._container
