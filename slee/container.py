@@ -14,6 +14,7 @@ the rest of that activity's delivery then continues in a task while other activi
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import itertools
 import logging
@@ -212,7 +213,7 @@ class Container:
         if self._drain_scheduled or self._loop is None:
             return
         self._drain_scheduled = True
-        self._loop.call_soon(self._drain_soon)
+        self._loop.call_soon(self._drain_soon, context=contextvars.Context())  # no caller's transaction
 
     def _drain_soon(self) -> None:
         self._drain_scheduled = False
@@ -799,7 +800,7 @@ class Container:
         self._timer_deadline = deadline
         if deadline is not None:
             delay = max(0.0, deadline - self.clock.now())
-            self._timer_handle = loop.call_later(delay, self._on_timer)
+            self._timer_handle = loop.call_later(delay, self._on_timer, context=contextvars.Context())
 
     def _on_timer(self) -> None:
         self._timer_handle = None

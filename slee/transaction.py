@@ -21,9 +21,35 @@ from slee.errors import TransactionRequiredError
 _DELETE = object()
 _ids = itertools.count(1)
 
-current_transaction: contextvars.ContextVar[SleeTransaction | None] = contextvars.ContextVar(
-    "slee_current_transaction", default=None
-)
+class _CurrentTransaction:
+    """The transaction of the running code: a context variable that only ever yields an
+    *active* transaction.
+
+    asyncio copies the context into every callback it schedules; a callback scheduled from
+    inside a commit (a drain, a timer) would otherwise still see the committed transaction
+    and join it — its work, such as removing detached root entities, would then never be
+    committed.
+    """
+
+    __slots__ = ("_var",)
+
+    def __init__(self) -> None:
+        self._var: contextvars.ContextVar[SleeTransaction | None] = contextvars.ContextVar(
+            "slee_current_transaction", default=None
+        )
+
+    def get(self) -> SleeTransaction | None:
+        txn = self._var.get()
+        return txn if txn is not None and txn.state == "active" else None
+
+    def set(self, txn: SleeTransaction | None) -> contextvars.Token:
+        return self._var.set(txn)
+
+    def reset(self, token: contextvars.Token) -> None:
+        self._var.reset(token)
+
+
+current_transaction = _CurrentTransaction()
 
 
 class SleeTransaction:

@@ -99,8 +99,12 @@ class ProfileTable:
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, profile: str) -> dict[str, Any] | None:
+        """A copy of the profile's attributes (lists and dicts copied too, so callers may
+        change what they get without changing the table)."""
         p = self._profiles.get(profile)
-        return copy.deepcopy(p) if p is not None else None
+        if p is None:
+            return None
+        return {k: copy.deepcopy(v) if type(v) in (list, dict) else v for k, v in p.items()}
 
     def names(self) -> list[str]:
         return sorted(self._profiles)

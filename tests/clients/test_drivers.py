@@ -126,6 +126,9 @@ def test_baresip_received_messages_parses_real_output(tmp_path: Path) -> None:
                                                                "two\nlines")
         assert client.received_messages() == [("sip:bob@example.test", "hi alice ü"),
                                               ("sip:carol@example.test", "two\nlines")]
+        deadline = time.monotonic() + 5  # the reader thread may still be on its way to line 3
+        while "All 1 useragent registered successfully!" not in client.lines and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert "All 1 useragent registered successfully!" in client.lines
     finally:
         client.proc.kill(grace=1)

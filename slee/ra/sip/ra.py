@@ -234,6 +234,13 @@ class SipResourceAdaptor(ResourceAdaptor):
         except ValueError as exc:
             self.context.tracer.warning("response %d to %s not sent: %s", response.status, st.request.method, exc)
         self._pump()
+        if response.status >= 200 and st.dialog is None:
+            # The final answer is out: the transaction layer alone absorbs retransmissions
+            # from here (Timers J/H), so the SLEE activity and the SBB entities attached only
+            # to it go now, not 32 s later.
+            endpoint = self.context.endpoint
+            if endpoint.activity_exists(st):
+                endpoint.end_activity(st)
 
     def transmit_request(self, ct: ClientTransactionActivity) -> None:
         if self.transport is None:
