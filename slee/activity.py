@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from slee.container import Container
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class ActivityState(enum.Enum):
     ACTIVE = "active"
     ENDING = "ending"
@@ -68,14 +71,35 @@ class ActivityContext:
         self.state = ActivityState.ACTIVE
         self.attached: list[SbbEntity] = []
         self.attributes: dict[str, Any] = {}
-        self.names: set[str] = set()
-        self.timers: set[str] = set()
-        self.queue: deque = deque()
+        self.names: set[str] | frozenset[str] = _NONE  # naming bindings; a set once there is one
+        self.timers: set[str] | frozenset[str] = _NONE  # timer ids; a set once there is one
+        self.queue: deque | None = None  # events waiting; allocated on the first one (an empty deque is ~600 B)
         self.busy = False
         self.persistent = persistent
         self.implicit_end = implicit_end  # null activities end when nothing references them
         self.ending_requested = False
         self.gen = 0  # bumped on every change of ``attached`` (the router rescans on change)
+
+    # names and timers: most activities never have any, so the sets are made on first use
+    def add_name(self, name: str) -> None:
+        if self.names is _NONE:
+            self.names = {name}
+        else:
+            self.names.add(name)  # type: ignore[union-attr]
+
+    def discard_name(self, name: str) -> None:
+        if self.names:
+            self.names.discard(name)  # type: ignore[union-attr]
+
+    def add_timer(self, timer_id: str) -> None:
+        if self.timers is _NONE:
+            self.timers = {timer_id}
+        else:
+            self.timers.add(timer_id)  # type: ignore[union-attr]
+
+    def discard_timer(self, timer_id: str) -> None:
+        if self.timers:
+            self.timers.discard(timer_id)  # type: ignore[union-attr]
 
     @property
     def is_ending(self) -> bool:
@@ -299,12 +323,12 @@ class ActivityContextNamingFacility:
             raise NameAlreadyBoundError(f"name {name!r} is already bound")
         txn = require_transaction()
         self._names[name] = ac
-        ac.names.add(name)
+        ac.add_name(name)
         txn.put("naming", name, ac.id)
 
         def undo() -> None:
             self._names.pop(name, None)
-            ac.names.discard(name)
+            ac.discard_name(name)
 
         txn.record_undo(undo)
 
@@ -317,12 +341,12 @@ class ActivityContextNamingFacility:
 
     def _unbind(self, txn: Any, name: str, ac: ActivityContext) -> None:
         del self._names[name]
-        ac.names.discard(name)
+        ac.discard_name(name)
         txn.delete("naming", name)
 
         def undo() -> None:
             self._names[name] = ac
-            ac.names.add(name)
+            ac.add_name(name)
 
         txn.record_undo(undo)
         self._container._check_implicit_end(txn, ac)
@@ -338,14 +362,14 @@ class ActivityContextNamingFacility:
 
     def _restore(self, name: str, ac: ActivityContext) -> None:
         self._names[name] = ac
-        ac.names.add(name)
+        ac.add_name(name)
 
     def _activity_ended(self, txn: Any, ac: ActivityContext) -> None:
         for name in list(ac.names):
             if self._names.get(name) is ac:
                 del self._names[name]
                 txn.delete("naming", name)
-        ac.names.clear()
+        ac.names = _NONE
 
 
 def in_transaction() -> bool:

@@ -262,6 +262,8 @@ class Container:
         self.backlog -= 1
         if ac.queue:
             self._ready.append(ac)
+        else:
+            ac.queue = None  # long-lived idle activities (one per registered user) stay small
 
     # ==================================================================================
     # transactions and the store
@@ -711,7 +713,7 @@ class Container:
                 ac.detach(entity)
             self.naming._activity_ended(txn, ac)
             self.timers.cancel_for_activity(txn, ac.id, ac.timers)
-            ac.timers.clear()
+            ac.timers = frozenset()
             ac.state = ActivityState.INVALID
             if ac.persistent:
                 txn.delete("ac", ac.id)
@@ -775,9 +777,12 @@ class Container:
             txn.on_commit(lambda: self._enqueue(ac, item))
 
     def _enqueue(self, ac: ActivityContext, item: _QueuedEvent) -> None:
-        ac.queue.append(item)
+        queue = ac.queue
+        if queue is None:
+            queue = ac.queue = deque()
+        queue.append(item)
         self.backlog += 1
-        if not ac.busy and len(ac.queue) == 1:
+        if not ac.busy and len(queue) == 1:
             self._ready.append(ac)
             if not self._drain_scheduled and self._loop is not None:
                 self._schedule_drain()

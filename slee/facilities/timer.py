@@ -84,8 +84,8 @@ class TimerFacility:
         txn = require_transaction()
         timer = _Timer(f"timer-{self._boot}-{next(self._ids)}", ac.id, start_time, period, repetitions,
                        repetitions, start_time, options or TimerOptions())
-        ac.timers.add(timer.id)
-        txn.record_undo(lambda: ac.timers.discard(timer.id))
+        ac.add_timer(timer.id)
+        txn.record_undo(lambda: ac.discard_timer(timer.id))
         txn.on_commit(lambda: self._arm(timer))
         if ac.persistent:
             txn.put("timer", timer.id, timer.to_json())
@@ -121,7 +121,7 @@ class TimerFacility:
         self._timers.pop(timer.id, None)
         ac = self._container.activity_contexts_by_id.get(timer.ac_id)
         if ac is not None:
-            ac.timers.discard(timer.id)
+            ac.discard_timer(timer.id)
             self._container._check_implicit_end(None, ac)
 
     def cancel_for_activity(self, txn: Any, ac_id: str, timer_ids: set[str]) -> None:
@@ -187,7 +187,7 @@ class TimerFacility:
         store_txn = self._container._system_writes()
         if finished:
             self._timers.pop(timer.id, None)
-            ac.timers.discard(timer.id)
+            ac.discard_timer(timer.id)
             if ac.persistent:
                 store_txn.delete("timer", timer.id)
             self._container._check_implicit_end(None, ac)
@@ -204,7 +204,7 @@ class TimerFacility:
             return False
         timer = _Timer(timer_id, doc["ac"], doc["start"], doc["period"], doc["reps"], doc["remaining"],
                        doc["next"], TimerOptions(TimerPreserveMissed(doc["preserve"]), doc.get("timeout", 0.0)))
-        ac.timers.add(timer_id)
+        ac.add_timer(timer_id)
         self._arm(timer)
         return True
 

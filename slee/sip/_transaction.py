@@ -139,8 +139,8 @@ class Transaction:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return (f"<{type(self).__name__} {self.role} {self.request.method} "
-                f"{self.state.value} {self.key[0]!r}>")
+        method = self.request.method if self.request is not None else "(released)"
+        return f"<{type(self).__name__} {self.role} {method} {self.state.value} {self.key[0]!r}>"
 
 
 class ClientTransaction(Transaction):
@@ -573,6 +573,13 @@ class TransactionLayer:
             txn.response_destination = response_destination(message, source=txn.source)
         self._outgoing.append(Outgoing(txn._wire, txn.response_destination))
 
+    def _release(self, txn: Transaction, now: float, message, source) -> None:
+        """A completed non-INVITE server transaction only resends its final response until
+        Timer J: keep those bytes, drop the parsed request and response (most of its memory
+        while it waits out 64*T1 on UDP)."""
+        txn.request = None  # type: ignore[assignment]
+        txn.last_response = None
+
     def _resend_response(self, txn: Transaction, now: float, message, source) -> None:
         assert isinstance(txn, ServerTransaction)
         if txn._wire and txn.response_destination is not None:
@@ -705,10 +712,10 @@ _SERVER_NON_INVITE: _Table = {
     (S.PROCEEDING, _In.SEND_1XX): (S.PROCEEDING, (L._send_response,)),
     (S.PROCEEDING, _In.RECV_REQUEST): (S.PROCEEDING, (L._resend_response,)),
     # §17.2.2: any final -> Completed with Timer J (zero on reliable transports).
-    (S.TRYING, _In.SEND_2XX): (S.COMPLETED, (L._send_response, L._start_timeout)),
-    (S.TRYING, _In.SEND_FINAL): (S.COMPLETED, (L._send_response, L._start_timeout)),
-    (S.PROCEEDING, _In.SEND_2XX): (S.COMPLETED, (L._send_response, L._start_timeout)),
-    (S.PROCEEDING, _In.SEND_FINAL): (S.COMPLETED, (L._send_response, L._start_timeout)),
+    (S.TRYING, _In.SEND_2XX): (S.COMPLETED, (L._send_response, L._start_timeout, L._release)),
+    (S.TRYING, _In.SEND_FINAL): (S.COMPLETED, (L._send_response, L._start_timeout, L._release)),
+    (S.PROCEEDING, _In.SEND_2XX): (S.COMPLETED, (L._send_response, L._start_timeout, L._release)),
+    (S.PROCEEDING, _In.SEND_FINAL): (S.COMPLETED, (L._send_response, L._start_timeout, L._release)),
     (S.COMPLETED, _In.RECV_REQUEST): (S.COMPLETED, (L._resend_response,)),
     (S.COMPLETED, _In.TIMEOUT_TIMER): (S.TERMINATED, ()),  # Timer J
     (S.PROCEEDING, _In.TRANSPORT_ERROR): (S.TERMINATED, (L._transport_failed,)),

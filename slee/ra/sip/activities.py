@@ -25,7 +25,7 @@ def new_tag() -> str:
 class ServerTransactionActivity:
     """A request we received; answer it with ``respond`` (exactly one final response)."""
 
-    __slots__ = ("_provider", "answered", "dialog", "final_status", "request", "source", "to_tag", "txn")
+    __slots__ = ("_provider", "answered", "dialog", "final_status", "guard", "request", "source", "to_tag", "txn")
 
     def __init__(self, provider: SipProvider, txn: Any, request: Request, source: Peer,
                  dialog: Dialog | None = None) -> None:
@@ -37,6 +37,7 @@ class ServerTransactionActivity:
         self.to_tag: str | None = dialog.local_tag if dialog is not None else None
         self.answered = False  # a final response was sent (or is queued to be)
         self.final_status: int | None = None
+        self.guard: Any = None  # the RA's "no service answered" timer, cancelled by the answer
 
     @property
     def method(self) -> str:

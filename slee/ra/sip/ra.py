@@ -234,12 +234,16 @@ class SipResourceAdaptor(ResourceAdaptor):
         except ValueError as exc:
             self.context.tracer.warning("response %d to %s not sent: %s", response.status, st.request.method, exc)
         self._pump()
-        if response.status >= 200 and st.dialog is None:
+        if response.status >= 200:
             # The final answer is out: the transaction layer alone absorbs retransmissions
-            # from here (Timers J/H), so the SLEE activity and the SBB entities attached only
-            # to it go now, not 32 s later.
+            # from here (Timers J/H), so the SLEE activity, the SBB entities attached only to
+            # it and the parsed request go now, not 32 s later.
+            if st.guard is not None:
+                st.guard.cancel()
+                st.guard = None
+            self._st_by_txn.pop(st.txn, None)
             endpoint = self.context.endpoint
-            if endpoint.activity_exists(st):
+            if st.dialog is None and endpoint.activity_exists(st):
                 endpoint.end_activity(st)
 
     def transmit_request(self, ct: ClientTransactionActivity) -> None:
@@ -448,8 +452,8 @@ class SipResourceAdaptor(ResourceAdaptor):
             self._answer(st, 500, "Server Internal Error")
             endpoint.end_activity(st)
             return
-        if self._loop is not None:
-            self._loop.call_later(self.context.config["unanswered_timeout"], self._unanswered, st)
+        if self._loop is not None and not st.answered:
+            st.guard = self._loop.call_later(self.context.config["unanswered_timeout"], self._unanswered, st)
 
     def _in_dialog(self, txn: Any, request: Request, dialog: Dialog) -> None:
         st = ServerTransactionActivity(self.provider, txn, request, txn.source, dialog)
@@ -494,9 +498,12 @@ class SipResourceAdaptor(ResourceAdaptor):
     def _cancel(self, txn: Any, request: Request) -> None:
         cancel_st = ServerTransactionActivity(self.provider, txn, request, txn.source)
         target = self.layer.find_server_transaction_for_cancel(request)
-        invite_st = self._st_by_txn.get(target) if target is not None else None
-        if invite_st is None:
+        if target is None:
             self._answer(cancel_st, 481, "Call/Transaction Does Not Exist")
+            return
+        invite_st = self._st_by_txn.get(target)
+        if invite_st is None:  # already answered finally: the CANCEL has no effect (§9.2)
+            self._answer(cancel_st, 200, "OK")
             return
         self._answer(cancel_st, 200, "OK")  # §9.2: answer the CANCEL itself at once
         if invite_st.answered:
