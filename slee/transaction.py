@@ -155,9 +155,13 @@ class TransactionManager:
             writes = txn._collect_writes()
             txn.state = "committed"
             self.committed += 1
+            txn._undo.clear()  # nothing to undo any more: let the old values go
+            txn.loaded.clear()
             for action in txn._on_commit:
                 self._safely("commit action", action)
+            txn._on_commit.clear()
             durable = txn._after_durable
+            txn._after_durable = []
             if writes and self.write_sink is not None:
                 def done(error: BaseException | None, durable: list = durable) -> None:
                     if error is not None and self.on_error:

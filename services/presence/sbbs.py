@@ -14,6 +14,7 @@ one outstanding, later changes coalesced into the newest state.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import secrets
@@ -30,6 +31,7 @@ from slee import (
     initial_event_selector,
     local_method,
 )
+from slee.events import PROFILE_ADDED, PROFILE_REMOVED, PROFILE_UPDATED, Address, ProfileEvent
 from slee.ra.sip import (
     DIALOG_REQUEST,
     REQUEST,
@@ -43,11 +45,13 @@ from slee.ra.sip import (
     ResponseEvent,
     aor_of,
 )
+from slee.transaction import current_transaction
 
+from .auth import authenticate
 from .config import PACKAGES, PIDF, PresenceConfig
 from .pidf import PidfError, Publication, closed_document, compose, entity_aor, parse_pidf
 from .rules import decide
-from .winfo import Watcher, watcherinfo
+from .winfo import Watcher, ended_event, watcherinfo
 
 try:  # the location RA (helper "registrar"); ids are fixed by contract, so define them if absent
     from slee.ra.location.events import LOCATION_CHANGED, LOCATION_DEREGISTERED, LOCATION_REGISTERED
@@ -64,7 +68,20 @@ SETTINGS_TABLE = "presence-settings"
 
 
 def _config(sbb: Sbb) -> PresenceConfig:
-    """Service config, overridden by profile ``presence-settings/default`` where set."""
+    """Service config, overridden by profile ``presence-settings/default`` where set.
+
+    Read once per SLEE transaction (a PUBLISH asks for it several times).
+    """
+    txn = current_transaction.get()
+    cached = getattr(sbb, "_config_cache", None)
+    if cached is not None and txn is not None and cached[0] == txn.id:
+        return cached[1]
+    config = _read_config(sbb)
+    sbb._config_cache = (txn.id if txn is not None else None, config)  # type: ignore[attr-defined]
+    return config
+
+
+def _read_config(sbb: Sbb) -> PresenceConfig:
     values = dict(sbb.context.service_config or {})
     try:
         row = sbb.context.profile_facility.get_table(SETTINGS_TABLE).get("default")
@@ -114,7 +131,9 @@ class SubscriptionSbb(Sbb):
     dirty = CmpField(bool, default=False)  # something newer than the outstanding NOTIFY
     pending_body = CmpField(bytes)  # the newest content, sent when the outstanding one is answered
     sent_hash = CmpField(str)  # what the watcher last got (skip identical NOTIFYs)
-    winfo_version = CmpField(int, default=-1)
+    winfo_version = CmpField(int, default=-1)  # RFC 3858 §4: 0 for the first document, +1 per NOTIFY
+    winfo_changes = CmpField(dict)  # watcher id -> Watcher fields changed since the last winfo NOTIFY
+    winfo_full = CmpField(bool, default=False)  # a full winfo document is owed (refresh while outstanding)
     final_sent = CmpField(bool, default=False)
     created_at = CmpField(float)
 
@@ -131,7 +150,13 @@ class SubscriptionSbb(Sbb):
         self.created_at = self.context.now()
         self._arm(info["expires"])
         dialog_aci.attach(self.context.sbb_local_object)
-        self._offer(body, force=True)
+        if info["expires"] == 0:  # a fetch (RFC 6665 §4.4.3): one NOTIFY, terminated, with the state
+            self._finish("timeout")
+            return
+        if self.package == "presence.winfo":
+            self._offer_winfo(full=True)  # RFC 3857 §4.2: the first NOTIFY carries full state
+        else:
+            self._offer(body, force=True)
 
     @local_method
     def update(self, body: bytes, state: str | None = None, *, force: bool = False) -> None:
@@ -142,6 +167,17 @@ class SubscriptionSbb(Sbb):
             self.state = state
             force = True
         self._offer(body, force=force)
+
+    @local_method
+    def watchers_changed(self, changes: list[dict[str, Any]]) -> None:
+        """winfo only: watchers that changed (RFC 3858 §4), sent as a ``partial`` document."""
+        if self.final_sent or self.package != "presence.winfo":
+            return
+        merged = dict(self.winfo_changes or {})
+        for change in changes:
+            merged[change["id"]] = change  # the newest state of each watcher wins
+        self.winfo_changes = merged
+        self._offer_winfo(full=False)
 
     @local_method
     def describe(self) -> dict[str, Any]:
@@ -178,6 +214,9 @@ class SubscriptionSbb(Sbb):
             return
         self._arm(expires)
         self.context.usage(USAGE).increment("refreshes")
+        if self.package == "presence.winfo":
+            self._offer_winfo(full=True)  # RFC 3857 §4.2: a refresh gets the full state again
+            return
         body = self.parent.content_for(self.package, self.context.sbb_local_object)
         self._offer(body, force=True)  # §4.2.1.2: every refresh gets a NOTIFY
 
@@ -188,6 +227,9 @@ class SubscriptionSbb(Sbb):
             return
         if self.dirty:
             self.dirty = False
+            if self.package == "presence.winfo":
+                self._offer_winfo(full=False)
+                return
             body = self.pending_body or b""
             self._offer(body, force=False)
 
@@ -225,10 +267,10 @@ class SubscriptionSbb(Sbb):
         self.outstanding = False
         self.context.usage(USAGE).increment("notifies_failed")
         if self.final_sent:
-            self._remove()
+            self._remove("deactivated")
             return
         self.final_sent = True
-        self._remove()
+        self._remove("deactivated")
 
     def _contact(self, event: RequestEvent) -> str:
         sip = self.context.ra("sip")
@@ -265,8 +307,29 @@ class SubscriptionSbb(Sbb):
             self.pending_body = body
             return
         self.sent_hash = digest
-        if self.package == "presence.winfo":
-            self.winfo_version = self.winfo_version + 1
+        self._send(_sub_state(self.state, self._remaining()), body)
+
+    def _offer_winfo(self, *, full: bool) -> None:
+        """RFC 3858 §4: a ``full`` document first (and after a refresh), then ``partial`` ones
+        with only the watchers that changed; ``version`` one higher on every NOTIFY, so the
+        changes coalesced while a NOTIFY was outstanding all go into the next one."""
+        if self.outstanding:
+            self.dirty = True
+            if full:
+                self.winfo_full = True
+            return
+        full = full or self.winfo_full or self.winfo_version < 0
+        changes = self.winfo_changes or {}
+        if not full and not changes:
+            return
+        self.winfo_version = version = self.winfo_version + 1
+        if full:
+            body = self.parent.winfo_document(version)
+        else:
+            body = watcherinfo(self.presentity, [Watcher(**w) for w in changes.values()], version=version,
+                               full=False)
+        self.winfo_changes = {}
+        self.winfo_full = False
         self._send(_sub_state(self.state, self._remaining()), body)
 
     def _send(self, sub_state: str, body: bytes) -> None:
@@ -274,10 +337,9 @@ class SubscriptionSbb(Sbb):
         if dialog is None or dialog.terminated:
             return
         ctype = PACKAGES[self.package]
-        if self.package == "presence.winfo" and body:
-            body = self.parent.winfo_document(self.winfo_version)
         request = dialog.create_request("NOTIFY", body=body, content_type=ctype if body else None,
-                                        headers=[("Event", self.package), ("Subscription-State", sub_state)])
+                                        headers=[("Event", self.package), ("Subscription-State", sub_state),
+                                                 ("X-Presence-Service", f"{VENDOR}/{VERSION}")])
         dialog.send_request(request)
         self.outstanding = True
         self.context.usage(USAGE).increment("notifies_sent")
@@ -296,18 +358,18 @@ class SubscriptionSbb(Sbb):
             body = self.parent.content_for(self.package, None)
         elif self.package == "presence.winfo":
             self.winfo_version = self.winfo_version + 1
-            body = b"x"  # replaced by the full document in _send
+            body = self.parent.winfo_document(self.winfo_version)  # the last word is the full list
         self._send(state, body)
-        self._remove()
+        self._remove(reason)
 
-    def _remove(self) -> None:
+    def _remove(self, reason: str | None) -> None:
         dialog = self._dialog()
         if dialog is not None and not dialog.terminated:
             dialog.terminate()
         parent = self.parent
         me = self.context.sbb_local_object
         if parent is not None:
-            parent.subscription_ended(me)
+            parent.subscription_ended(me, reason)
 
 
 # =====================================================================================
@@ -323,7 +385,7 @@ class PresentitySbb(Sbb):
     document = CmpField(bytes)  # the last composed PIDF
     subs = CmpField(dict)  # child entity id -> {"watcher", "package", "state", "display", "id", "event"}
     home = CmpField(object)  # ACI of the named null activity that keeps this entity alive
-    rules_timer = CmpField(str)
+    rules_timer = CmpField(str)  # only in state from versions that polled the rules table
     subscriptions = ChildRelation(SubscriptionSbb)
 
     # -- initial event selection --------------------------------------------------------
@@ -332,6 +394,15 @@ class PresentitySbb(Sbb):
         """Converge on the presentity AOR; refuse packages this service does not serve so the
         RA answers 489 with Allow-Events (RFC 6665 §4.2.1)."""
         event = ies.event
+        if isinstance(event, ProfileEvent):  # a rule changed: the owner's presentity re-decides
+            values = event.after or event.before or {}
+            owner = values.get("owner")
+            if event.table != self._rules_table_name() or not owner:
+                ies.initial_event = False
+                return ies
+            ies.address = Address("sip", str(owner))
+            ies.select = {"address"}
+            return ies
         request = getattr(event, "request", None)
         if request is not None:
             ev = request.event
@@ -342,6 +413,11 @@ class PresentitySbb(Sbb):
         elif getattr(event, "aor", None) is None:
             ies.initial_event = False
             return ies
+        elif self.context.naming.lookup(f"presence:{event.aor}") is None:
+            # A registration change of a user nobody watches and who never published: no
+            # presentity to update. When one is created later it reads the location service.
+            ies.initial_event = False
+            return ies
         ies.select = {"address"}
         return ies
 
@@ -349,6 +425,9 @@ class PresentitySbb(Sbb):
     def on_subscribe(self, event: RequestEvent, aci: Any) -> None:
         req, st = event.request, event.server_transaction
         cfg = _config(self)
+        outcome = authenticate(self.context, event, cfg)
+        if outcome is not None and not outcome.ok:
+            return  # 407 (or 403/400) sent; no state is created for an unauthenticated request
         self._init(aor_of(req.to.uri))
         package = req.event.package
         if not _acceptable(req.accept, PACKAGES[package]):
@@ -384,25 +463,24 @@ class PresentitySbb(Sbb):
                 "package": package, "state": state, "expires": expires}
         body = self.content_for(package, None)
         child.start(self.context.sbb_local_object, dialog_aci, info, body)
-        if expires == 0 and child.entity_id in (self.subs or {}):  # a fetch (RFC 6665 §4.4.3)
-            child.terminate("timeout")
-        if package == "presence":
-            self._winfo_changed()
-            if state == "pending":
-                self._ensure_rules_poll(cfg)
+        if package == "presence" and child.entity_id in (self.subs or {}):  # not ended already (fetch, blocked)
+            self._winfo_changed([self._watcher(child.entity_id)])
 
     @event_handler(REQUEST["PUBLISH"], initial=True, select=("address",), selector="select_presentity")
     def on_publish(self, event: RequestEvent, aci: Any) -> None:
         """RFC 3903 §6: create, refresh, modify or remove a publication."""
         req, st = event.request, event.server_transaction
         cfg = _config(self)
-        self._init(aor_of(req.to.uri))
-        publisher = aor_of(req.from_.uri)
-        if publisher != self.aor:
+        outcome = authenticate(self.context, event, cfg)
+        if outcome is not None and not outcome.ok:
+            return  # 407 (or 403/400) sent
+        aor = aor_of(req.to.uri)
+        if aor_of(req.from_.uri) != aor or (outcome is not None and not outcome.may_use(aor)):
+            # RFC 3903 §13: only the presentity itself (the authenticated user, when auth is on)
+            self.context.usage(USAGE).increment("publish_rejected")
             st.respond(403, "Forbidden (a user may publish only its own presence)")
             return
-        # TODO(auth): with digest auth on, also require the authenticated identity == self.aor
-        # once the registrar's authentication marks requests (see the report).
+        self._init(aor)
         if req.body and req.content_type != PIDF:
             st.respond(415, "Unsupported Media Type", headers=[("Accept", PIDF)])
             return
@@ -477,12 +555,35 @@ class PresentitySbb(Sbb):
             self.pubs = {}
         self._recompose()
 
+    @event_handler(PROFILE_ADDED, initial=True, select=("address",), selector="select_presentity")
+    def on_rule_added(self, event: ProfileEvent, aci: Any) -> None:
+        self._rule_changed(aci)
+
+    @event_handler(PROFILE_UPDATED, initial=True, select=("address",), selector="select_presentity")
+    def on_rule_updated(self, event: ProfileEvent, aci: Any) -> None:
+        self._rule_changed(aci)
+
+    @event_handler(PROFILE_REMOVED, initial=True, select=("address",), selector="select_presentity")
+    def on_rule_removed(self, event: ProfileEvent, aci: Any) -> None:
+        self._rule_changed(aci)
+
+    def _rule_changed(self, aci: Any) -> None:
+        """``bin/slee presence allow|block|remove`` committed a rule of this presentity."""
+        # Off the table's activity at once: later rule changes reach only their owner, and a
+        # presentity created just for this event (nobody subscribed) is removed again.
+        aci.detach(self.context.sbb_local_object)
+        if self.aor:
+            self._check_rules()
+
     @event_handler(TIMER_EVENT)
     def on_timer(self, event: Any, aci: Any) -> None:
         owner = (self.timer_owner or {}).get(event.timer_id)
         if owner is None:
             return
-        if owner == "rules":
+        if owner == "rules":  # the periodic re-check of versions before profile events: stop it
+            self.context.timer_facility.cancel_timer(event.timer_id)
+            self._forget_timer(event.timer_id)
+            self.rules_timer = None
             self._check_rules()
             return
         self._forget_timer(event.timer_id)
@@ -496,27 +597,30 @@ class PresentitySbb(Sbb):
     @local_method
     def content_for(self, package: str, child: Any) -> bytes:
         if package == "presence":
-            return self.document or self._compose()
+            return self._document()
         return b"winfo"  # the child asks winfo_document() with its own version
 
     @local_method
     def winfo_document(self, version: int) -> bytes:
+        """The full watcher list (RFC 3858 §4, ``state="full"``)."""
         return watcherinfo(self.aor, self._watchers(), version=version, full=True)
 
     @local_method
-    def subscription_ended(self, child: Any) -> None:
+    def subscription_ended(self, child: Any, reason: str | None = None) -> None:
         subs = dict(self.subs or {})
         info = subs.pop(child.entity_id, None)
         self.subs = subs
         child.remove()
         if info is not None and info["package"] == "presence":
-            self._winfo_changed()
+            gone = Watcher(info["id"], info["watcher"], "terminated", ended_event(reason, info["state"]),
+                           info.get("display") or None)
+            self._winfo_changed([gone])  # a partial document reports it terminated (RFC 3858 §4)
 
     @local_method
     def snapshot(self) -> dict[str, Any]:
         now = self.context.now()
         return {"aor": self.aor, "registered": self.registered,
-                "document": (self.document or self._compose()).decode(),
+                "document": (self._document()).decode(),
                 "publications": [{"etag": k, "expires": max(0, math.ceil(v["expires_at"] - now))}
                                  for k, v in (self.pubs or {}).items()],
                 "watchers": [ref.describe() for ref in self.subscriptions]}
@@ -536,7 +640,7 @@ class PresentitySbb(Sbb):
         except Exception:  # no location RA linked (unit tests, presence-only deployments)
             bindings = []
         self.registered = bool(bindings)
-        self.document = self._compose()
+        self.document = None  # composed when first needed (a first PUBLISH recomposes anyway)
 
     def _own_timer(self, timer_id: str, owner: str) -> None:
         owners = dict(self.timer_owner or {})
@@ -558,6 +662,13 @@ class PresentitySbb(Sbb):
     def _ever_registered(self) -> bool:
         return False  # publications are dropped on deregistration, so nothing stale remains
 
+    def _document(self) -> bytes:
+        """The current composed document (composed now if nobody needed it yet)."""
+        doc = self.document
+        if doc is None:
+            doc = self.document = self._compose()
+        return doc
+
     def _recompose(self) -> None:
         doc = self._compose()
         if doc == self.document:
@@ -568,21 +679,29 @@ class PresentitySbb(Sbb):
             if info is not None and info["package"] == "presence":
                 ref.update(doc)
 
-    def _watchers(self) -> list[Watcher]:
-        out = []
-        for info in (self.subs or {}).values():
-            if info["package"] != "presence":
-                continue
-            out.append(Watcher(info["id"], info["watcher"], info["state"], info.get("event", "subscribe"),
-                               info.get("display") or None))
-        return out
+    def _watcher(self, entity_id: str) -> Watcher:
+        info = (self.subs or {})[entity_id]
+        return Watcher(info["id"], info["watcher"], info["state"], info.get("event", "subscribe"),
+                       info.get("display") or None)
 
-    def _winfo_changed(self) -> None:
+    def _watchers(self) -> list[Watcher]:
+        return [self._watcher(k) for k, v in (self.subs or {}).items() if v["package"] == "presence"]
+
+    def _winfo_changed(self, changes: list[Watcher]) -> None:
+        """Tell every ``presence.winfo`` subscription which watchers changed."""
+        if not changes:
+            return
+        payload = [dataclasses.asdict(w) for w in changes]
         for ref in self.subscriptions:
             info = (self.subs or {}).get(ref.entity_id)
             if info is not None and info["package"] == "presence.winfo":
-                ref.update(b"winfo-" + hashlib.sha1(repr(sorted(w.id + w.state for w in self._watchers()))
-                                                    .encode()).hexdigest().encode())
+                ref.watchers_changed(payload)
+
+    def _rules_table_name(self) -> str:
+        try:
+            return _config(self).rules_table
+        except Exception:  # a selector may run where the settings cannot be read
+            return PresenceConfig.rules_table
 
     def _rules_table(self, cfg: PresenceConfig) -> Any:
         try:
@@ -590,35 +709,29 @@ class PresentitySbb(Sbb):
         except Exception:
             return None
 
-    def _ensure_rules_poll(self, cfg: PresenceConfig) -> None:
-        """Profile changes fire no event to services yet, so pending watchers are re-checked."""
-        if self.rules_timer:
-            return
-        self.rules_timer = self.context.timer_facility.set_timer_in(
-            self.home, cfg.rules_poll_interval, period=cfg.rules_poll_interval, repetitions=0)
-        self._own_timer(self.rules_timer, "rules")
-
     def _check_rules(self) -> None:
+        """Re-decide every watcher after a rule changed: pending -> active (approved) or
+        blocked (rejected); an allowed watcher blocked later is rejected too, and one whose
+        rule was removed is pending again (RFC 3857 §3.3 events for winfo)."""
         cfg = _config(self)
+        if cfg.authorization != "rules":
+            return
         table = self._rules_table(cfg)
         subs = {k: dict(v) for k, v in (self.subs or {}).items()}
-        changed = False
+        changed: list[str] = []
         for ref in list(self.subscriptions):
             info = subs.get(ref.entity_id)
-            if info is None or info["package"] != "presence" or info["state"] != "pending":
+            if info is None or info["package"] != "presence":
                 continue
-            decision = decide(table, self.aor, info["watcher"])
-            if decision == "pending":
+            state = {"allow": "active", "block": "blocked", "pending": "pending"}[
+                decide(table, self.aor, info["watcher"])]
+            if state == info["state"]:
                 continue
-            info["state"] = "active" if decision == "allow" else "blocked"
-            info["event"] = "approved" if decision == "allow" else "rejected"
-            changed = True
+            info["state"] = state
+            info["event"] = {"active": "approved", "blocked": "rejected", "pending": "subscribe"}[state]
+            changed.append(ref.entity_id)
             self.subs = subs
-            ref.update(self.document or self._compose(), info["state"])
+            ref.update(self._document(), info["state"])
             subs = {k: dict(v) for k, v in (self.subs or {}).items()}
-        if changed:
-            self._winfo_changed()
-        if not any(v["state"] == "pending" for v in (self.subs or {}).values()) and self.rules_timer:
-            self.context.timer_facility.cancel_timer(self.rules_timer)
-            self._forget_timer(self.rules_timer)
-            self.rules_timer = None
+        # approved ones (and neutral-blocked ones); terminated ones reported themselves on the way out
+        self._winfo_changed([self._watcher(k) for k in changed if k in (self.subs or {})])
