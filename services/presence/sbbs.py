@@ -691,11 +691,14 @@ class PresentitySbb(Sbb):
         """Tell every ``presence.winfo`` subscription which watchers changed."""
         if not changes:
             return
+        subs = self.subs or {}
+        winfo = [ref for ref in self.subscriptions
+                 if (subs.get(ref.entity_id) or {}).get("package") == "presence.winfo"]
+        if not winfo:
+            return  # nobody watches this presentity's watchers: nothing to build
         payload = [dataclasses.asdict(w) for w in changes]
-        for ref in self.subscriptions:
-            info = (self.subs or {}).get(ref.entity_id)
-            if info is not None and info["package"] == "presence.winfo":
-                ref.watchers_changed(payload)
+        for ref in winfo:
+            ref.watchers_changed(payload)
 
     def _rules_table_name(self) -> str:
         try:
