@@ -116,3 +116,11 @@ def test_overload_answers_503_and_recovers():
         await c.stop()
 
     run(main())
+
+
+def test_tags_and_branches_are_random_and_unique():
+    from slee.ra.sip.activities import new_tag, random_hex
+
+    tags = {new_tag() for _ in range(5000)}  # spans several 4 KiB refills
+    assert len(tags) == 5000 and all(len(t) == 12 for t in tags)
+    assert len(random_hex(8)) == 16

@@ -9,7 +9,6 @@ moves them through the transaction layer and the transports.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -18,6 +17,7 @@ from slee.ra.sip.activities import (
     Dialog,
     ServerTransactionActivity,
     new_tag,
+    random_hex,
     uas_dialog,
 )
 from slee.sip import Request, Response, SipURI, make_response, parse_uri
@@ -100,10 +100,10 @@ class SipProvider:
 
     @staticmethod
     def new_branch() -> str:
-        return MAGIC_COOKIE + secrets.token_hex(8)
+        return MAGIC_COOKIE + random_hex(8)
 
     def new_call_id(self) -> str:
-        return f"{secrets.token_hex(10)}@{self._engine.host}"
+        return f"{random_hex(10)}@{self._engine.host}"
 
     aor_of = staticmethod(aor_of)
 
