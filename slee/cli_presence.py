@@ -40,8 +40,10 @@ def register_commands(subparsers: Any, parents: Sequence[argparse.ArgumentParser
     """Add ``presence`` and its actions to the ``slee`` parser."""
     p = subparsers.add_parser("presence", help="inspect presentities and manage watcher authorization",
                               description=__doc__.split("\n\n")[0], parents=list(parents))
-    p.add_argument("--domain", default=None, help="domain for bare user names (alice -> sip:alice@DOMAIN)")
+    domain_help = "domain for bare user names (alice -> sip:alice@DOMAIN)"
+    p.add_argument("--domain", default=None, help=domain_help)
     acts = p.add_subparsers(dest="presence_action", metavar="ACTION", required=True)
+    parents = [*parents, _domain_parent(domain_help)]  # --domain before or after the action
     for name, text in (("show", "composed document, publications and watchers of AOR"),
                        ("watchers", "watchers of AOR and their subscription state")):
         q = acts.add_parser(name, help=text, parents=list(parents))
@@ -58,6 +60,12 @@ def register_commands(subparsers: Any, parents: Sequence[argparse.ArgumentParser
     q.add_argument("watcher")
     p.set_defaults(presence_handler=run)
     return p
+
+
+def _domain_parent(text: str) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--domain", default=argparse.SUPPRESS, help=text)
+    return parent
 
 
 def run(cli: Any) -> int:

@@ -94,9 +94,13 @@ class SleeTransaction:
         self._after_durable.append(action)
 
     def put(self, namespace: str, key: str, value: Any) -> None:
+        if "\x00" in key or "\x00" in namespace:
+            raise ValueError(f"a store key cannot contain a NUL character: {key!r}")  # refused here, not at commit
         self._writes[(namespace, key)] = value
 
     def delete(self, namespace: str, key: str) -> None:
+        if "\x00" in key or "\x00" in namespace:
+            raise ValueError(f"a store key cannot contain a NUL character: {key!r}")
         self._writes[(namespace, key)] = _DELETE
 
     def mark_dirty(self, persistable: Any) -> None:

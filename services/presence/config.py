@@ -24,9 +24,10 @@ class PresenceConfig:
     authorization: str = "open"  # "open" | "rules"
     blocked_mode: str = "terminate"  # "terminate" (polite: terminated;reason=rejected) | "neutral"
     rules_table: str = "presence_rules"
-    rules_poll_interval: float = 2.0  # how often pending watchers are re-checked against the rules
     max_body: int = 65536  # bytes of PIDF accepted in one PUBLISH
-    require_authenticated_publisher: bool = False
+    # Digest authentication of PUBLISH and initial SUBSCRIBE from local users (docs/presence.md,
+    # "Authentication"): "registrar" follows the registrar's sip-settings ``auth``; "on" | "off".
+    authentication: str = "registrar"
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any] | None) -> PresenceConfig:
@@ -49,6 +50,8 @@ class PresenceConfig:
         cfg = cls(**kwargs)
         if cfg.authorization not in ("open", "rules"):
             raise ValueError(f"authorization must be 'open' or 'rules', not {cfg.authorization!r}")
+        if cfg.authentication not in ("registrar", "on", "off"):
+            raise ValueError(f"authentication must be 'registrar', 'on' or 'off', not {cfg.authentication!r}")
         if cfg.blocked_mode not in ("terminate", "neutral"):
             raise ValueError(f"blocked_mode must be 'terminate' or 'neutral', not {cfg.blocked_mode!r}")
         return cfg

@@ -47,3 +47,17 @@ def watcherinfo(resource: str, watchers: Iterable[Watcher], *, version: int, ful
         etree.SubElement(wl, f"{{{WINFO_NS}}}watcher", attrs).text = w.uri
     etree.indent(root, space=" ")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def ended_event(reason: str | None, state: str) -> str:
+    """The RFC 3857 §3.3 ``event`` of a watcher whose subscription has just ended.
+
+    ``reason`` is the Subscription-State reason the watcher got (None: it unsubscribed).
+    """
+    if reason == "rejected":
+        return "rejected"
+    if state == "pending":
+        return "giveup"  # never authorized before it went away
+    if reason == "deactivated":
+        return "deactivated"  # its NOTIFY failed (481, timeout): the notifier dropped it
+    return "timeout"  # expired, or ended by the watcher itself

@@ -30,6 +30,7 @@ from slee.ra.sip import (
     TimeoutEvent,
     aor_of,
 )
+from slee.ra.sip.auth import DigestAuthenticator
 from slee.ra.sip.events import REQUEST_EXTENSION
 from slee.sip import Peer, Request, SipParseError, SipURI, parse_message
 from slee.sip._addressing import request_destination
@@ -152,6 +153,8 @@ class ProxySbb(Sbb):
         if is_ack:
             self._forward_ack(request, sip)
             return
+        if _flag(settings.get("auth", False)) and not self._authenticated(event, settings):
+            return
         self.server_aci = aci
         self.branches = []
         self.best = None
@@ -179,6 +182,54 @@ class ProxySbb(Sbb):
             else:
                 targets.append((b.contact, None))
         self._fork(st, targets, record_route)
+
+    def _authenticated(self, event: RequestEvent, settings: dict[str, Any]) -> bool:
+        """Digest-authenticate (407, RFC 3261 §22.3) an out-of-dialog request whose sender
+        claims a local address, and check the sender may use that From address. Requests from
+        other domains are not challenged: their own domain vouches for them (and a foreign
+        user has no credentials here). In-dialog requests (To-tag), ACK and CANCEL never are
+        (§22.1: ACK and CANCEL cannot be resubmitted)."""
+        request = event.request
+        try:
+            if request.to_tag is not None:
+                return True
+            sender = request.from_.uri
+        except SipParseError:
+            event.server_transaction.respond(400, "Bad Request (malformed From or To)")
+            return False
+        if not isinstance(sender, SipURI) or not self._local_domain(sender.host.lower(), settings):
+            return True
+        st = event.server_transaction
+        algorithms = settings.get("auth_algorithms") or "SHA-256,MD5"
+        if isinstance(algorithms, str):
+            algorithms = algorithms.split(",")
+        auth = DigestAuthenticator.for_service(self.context, "subscribers",
+                                               algorithms=tuple(a.strip().upper() for a in algorithms if a.strip()))
+        outcome = auth.check(st, self.context.profile_facility, proxy=True, now=self.context.now())
+        usage = self.context.usage()
+        if not outcome.ok:
+            usage.increment("auth_challenges" if outcome.status == 407 else "auth_refused")
+            return False
+        if not outcome.may_use(aor_of(sender)):
+            usage.increment("auth_refused")
+            st.respond(403, "Forbidden (From is not your address)")
+            return False
+        return True
+
+    def _local_domain(self, host: str, settings: dict[str, Any]) -> bool:
+        """Is ``host`` a domain served here? The configured domains; with none configured,
+        every domain that has subscribers (so a foreign sender is still let through)."""
+        domains = settings.get("domains") or ()
+        if isinstance(domains, str):
+            domains = domains.split(",")
+        domains = [d.strip().lower() for d in domains if d and d.strip()]
+        if domains:
+            return host in domains
+        try:
+            table = self.context.profile_facility.get_table("subscribers")
+        except Exception:
+            return False
+        return bool(table.find("realm", host))
 
     def _known(self, aor: str, location: Any) -> bool:
         """480 vs 404: a subscriber, or an AOR that was registered once, is known."""

@@ -18,6 +18,7 @@ class RegistrarConfig:
     nonce_lifetime: float = 300.0
     auth_failures: int = 5  # failed attempts per source IP ...
     auth_window: float = 60.0  # ... within this many seconds, then refused for the window
+    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")  # challenges offered, in this order
 
     @classmethod
     def from_service(cls, entries: dict[str, Any]) -> RegistrarConfig:
@@ -30,6 +31,8 @@ class RegistrarConfig:
             values[name] = value
         if "domains" in values:
             values["domains"] = _domains(values["domains"])
+        if "auth_algorithms" in values:
+            values["auth_algorithms"] = _algorithms(values["auth_algorithms"])
         if "auth" in values:
             values["auth"] = _flag(values["auth"])
         for name in ("default_expires", "max_expires", "min_expires", "max_contacts", "auth_failures"):
@@ -55,3 +58,14 @@ def _domains(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = value.split(",")
     return tuple(d.strip().lower() for d in value or () if d and d.strip())
+
+
+def _algorithms(value: Any) -> tuple[str, ...]:
+    """``"MD5"`` or ``"SHA-256,MD5"``: the digest algorithms to offer (RFC 8760 §2.4 order)."""
+    if isinstance(value, str):
+        value = value.split(",")
+    out = tuple(a.strip().upper() for a in value or () if a and a.strip())
+    unknown = set(out) - {"MD5", "SHA-256"}
+    if unknown:
+        raise ValueError(f"unsupported digest algorithm(s): {', '.join(sorted(unknown))}")
+    return out or ("SHA-256", "MD5")

@@ -13,20 +13,18 @@ checks.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from slee import Sbb, event_handler
 from slee.ra.sip import REQUEST, RequestEvent, aor_of
+from slee.ra.sip.auth import DigestAuthenticator, RateLimit
 from slee.sip import SipParseError, SipURI
 
-from ._auth import DigestGuard
 from ._config import RegistrarConfig
 from ._register import Accepted, ok_headers, process_register
 
 SETTINGS_TABLE = "sip-settings"
 SETTINGS_PROFILE = "default"
-_guards: weakref.WeakKeyDictionary[Any, dict[str, DigestGuard]] = weakref.WeakKeyDictionary()  # per service: nonce secret, replay table, failure counters
 
 
 def settings(context: Any) -> dict[str, Any]:
@@ -57,7 +55,10 @@ class RegistrarSbb(Sbb):
         except SipParseError:
             st.respond(400, "Bad Request (malformed To)")
             return
-        if not isinstance(to_uri, SipURI) or not to_uri.user:
+        if not isinstance(to_uri, SipURI):  # RFC 4475 §3.3.2 (unksm2): the AOR must be SIP/SIPS
+            st.respond(400, "Bad Request (the To header must be a SIP or SIPS address-of-record)")
+            return
+        if not to_uri.user:
             st.respond(404, "Not Found (the To header must be a SIP address-of-record)")
             return
         aor = aor_of(to_uri)
@@ -66,13 +67,11 @@ class RegistrarSbb(Sbb):
             st.respond(404, "Not Found (domain not served here)")
             return
         if cfg.auth:
-            outcome = self._guard(cfg).check(request, domain, self._subscribers(cfg), event.source.host, now)
-            if outcome.user is None:
+            outcome = self._authenticator(cfg).check(st, self.context.profile_facility, proxy=False, now=now)
+            if not outcome.ok:
                 usage.increment("auth_challenges" if outcome.status == 401 else "auth_refused")
-                st.respond(outcome.status, outcome.reason, headers=outcome.headers)
                 return
-            allowed = outcome.profile.get("addresses") or [f"sip:{outcome.user}@{domain}"]
-            if aor not in {aor_of(a) for a in allowed}:  # A may register only A's AOR (§10.3 step 3)
+            if not outcome.may_use(aor):  # A may register only A's AOR (§10.3 step 3)
                 usage.increment("auth_refused")
                 st.respond(403, "Forbidden (not your address-of-record)")
                 return
@@ -95,17 +94,7 @@ class RegistrarSbb(Sbb):
         if tracer.is_fine_enabled:
             tracer.fine("REGISTER %s: %s, %d binding(s)", aor, decision.reason, len(decision.bindings))
 
-    def _guard(self, cfg: RegistrarConfig) -> DigestGuard:
-        per_service = _guards.setdefault(self.context.profile_facility, {})  # one set per container
-        key = str(self.context.service_id)
-        guard = per_service.get(key)
-        if guard is None:
-            guard = per_service[key] = DigestGuard(nonce_lifetime=cfg.nonce_lifetime, max_failures=cfg.auth_failures,
-                                               window=cfg.auth_window)
-        return guard
-
-    def _subscribers(self, cfg: RegistrarConfig) -> Any:
-        try:
-            return self.context.profile_facility.get_table(cfg.subscribers_table)
-        except Exception:
-            return {}  # no table: nobody can authenticate
+    def _authenticator(self, cfg: RegistrarConfig) -> DigestAuthenticator:
+        return DigestAuthenticator.for_service(
+            self.context, cfg.subscribers_table, nonce_lifetime=cfg.nonce_lifetime, algorithms=cfg.auth_algorithms,
+            rate_limit=RateLimit(cfg.auth_failures, cfg.auth_window))

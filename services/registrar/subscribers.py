@@ -28,6 +28,9 @@ class SipSettingsProfile(ProfileSpec):
     ``sip-settings``): the registrar and the proxy read them when they handle a request."""
 
     auth = ProfileAttribute(str, default="off", description="'on' for digest authentication of REGISTER")
+    auth_algorithms = ProfileAttribute(str, default="SHA-256,MD5",
+                                       description="digest algorithms offered, strongest first (MD5 only for "
+                                                   "clients that take the first challenge, e.g. SIPp)")
     domains = ProfileAttribute(list, default=[], description="served domains (empty: any)")
     default_expires = ProfileAttribute(int, default=3600)
     max_expires = ProfileAttribute(int, default=7200)

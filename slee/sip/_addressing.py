@@ -72,18 +72,22 @@ def _strip_brackets(host: str) -> str:
     return host
 
 
-def apply_received(request: Request, source: Peer) -> None:
+def apply_received(request: Request, source: Peer, *, force_rport: bool = False) -> None:
     """Stamp the top Via with where the request really came from.
 
     RFC 3261 §18.2.1: add ``received`` when the sent-by host differs from the source address.
     RFC 3581 §4: when the top Via carries ``rport`` without a value, fill it with the source
     port and add ``received`` even when it equals the sent-by host. The Via row is rewritten in
     the request's headers so that responses built from the request carry the parameters.
-    Idempotent: a second call with the same source changes nothing.
+    Idempotent: a second call with the same source changes nothing. ``force_rport`` treats
+    a Via without ``rport`` as if the client had asked for it (answer the source address and
+    port: what NATed clients need, as Kamailio's force_rport() does).
     """
     via = request.top_via
     params = via.params
     changed = False
+    if force_rport and "rport" not in params:
+        params["rport"] = None
     rport_empty = "rport" in params and not params["rport"]
     if rport_empty:
         params["rport"] = str(source.port)
@@ -103,8 +107,14 @@ def response_destination(response: Response, *, source: Peer | None = None) -> P
     ``source`` is where the request came from; for stream transports with a known
     ``connection_id`` the response goes back on that connection.
     """
+    if source is not None and source.reliable and source.connection_id is not None:
+        # The request came on a connection: answer on it, whatever its Via says (a client
+        # that writes UDP in the Via of a TCP request still reads its answer there).
+        return source
     via = response.top_via
     transport = via.transport.lower()
+    if source is not None and not source.reliable and transport in _RELIABLE:
+        transport = source.transport  # a datagram whose Via names TCP/TLS: answer by datagram
     params = via.params
     sent_host, sent_port = via.sent_by
     sent_host = _strip_brackets(sent_host)

@@ -127,3 +127,63 @@ def test_subscriptions_survive_a_restart_and_cseq_keeps_counting(tmp_path: Path)
         await bob.c.close()
 
     asyncio.run(main())
+
+
+def _add_user(server, user: str, password: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.e2e.server import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "slee.cli", "--data", str(server.data_dir), "users", "add", user,
+                           "--domain", DOMAIN, "--password", password], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_digest_auth_on_publish_and_subscribe(tmp_path: Path):
+    from slee.sip import build_credentials
+
+    def answer(challenge, user: str, password: str, method: str, uri: str, nc: int) -> tuple[str, str]:
+        [params] = [c.params for c in challenge.proxy_authenticate if c.params["algorithm"] == "SHA-256"]
+        return ("Proxy-Authorization", build_credentials(params, username=user, method=method, uri=uri,
+                                                         password=password, nc=nc))
+
+    async def scenario(server) -> None:
+        alice, bob = await Phone.open(server, "alice"), await Phone.open(server, "bob")
+        try:
+            challenge = await alice.request("PUBLISH", alice.aor, headers=[("Event", "presence"),
+                                            ("Content-Type", "application/pidf+xml")], body=pidf("alice"))
+            assert challenge.status == 407 and len(challenge.proxy_authenticate) == 2
+            headers = [("Event", "presence"), ("Content-Type", "application/pidf+xml")]
+            ok = await alice.request("PUBLISH", alice.aor, headers=[*headers, answer(
+                challenge, "alice", "alice-pw", "PUBLISH", alice.aor, 1)], body=pidf("alice"))
+            assert ok.status == 200
+            etag = ok.headers.get("SIP-ETag")
+            for nc in (2, 3, 4):  # the nonce stays good: refreshes are not challenged again
+                r = await alice.request("PUBLISH", alice.aor, headers=[("Event", "presence"), ("SIP-If-Match", etag),
+                                        answer(challenge, "alice", "alice-pw", "PUBLISH", alice.aor, nc)])
+                assert r.status == 200, (nc, r)
+                etag = r.headers.get("SIP-ETag")
+            replayed = await bob.request("PUBLISH", alice.aor, to=alice.aor, headers=[*headers, answer(
+                challenge, "bob", "bob-pw", "PUBLISH", alice.aor, 1)], body=pidf("alice"))
+            assert replayed.status == 407  # nonce-count 1 of that nonce was used already
+            assert any(c.params.get("stale", "").lower() == "true" for c in replayed.proxy_authenticate)
+            # bob, authenticated as bob, claiming to be alice
+            forged = await bob.request("PUBLISH", alice.aor, to=alice.aor, headers=[*headers, answer(
+                replayed, "bob", "bob-pw", "PUBLISH", alice.aor, 1)], body=pidf("alice"))
+            assert forged.status == 403
+            sub = await bob.request("SUBSCRIBE", alice.aor, to=alice.aor,
+                                    headers=[("Event", "presence"), ("Expires", "600")])
+            assert sub.status == 407
+            sub = await bob.request("SUBSCRIBE", alice.aor, to=alice.aor, status=200, headers=[
+                ("Event", "presence"), ("Expires", "600"), answer(sub, "bob", "bob-pw", "SUBSCRIBE", alice.aor, 1)])
+            assert b"<basic>open</basic>" in (await bob.notify()).body
+        finally:
+            await alice.c.close()
+            await bob.c.close()
+
+    with running_server("presence", tmp_path, extra_args=("--set", "auth=on")) as server:
+        _add_user(server, "alice", "alice-pw")
+        _add_user(server, "bob", "bob-pw")
+        asyncio.run(scenario(server))

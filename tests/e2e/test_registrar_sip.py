@@ -4,6 +4,7 @@ driven over loopback UDP/TCP with SipTestClient."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -172,3 +173,50 @@ def test_digest_auth_with_users_cli(tmp_path: Path):
             assert done.returncode == 0, done.stderr
         time.sleep(0.1)
         run(scenario(s))
+
+
+def _slee(server, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / "bin" / "slee"), "--data", str(server.data_dir), *args], cwd=ROOT,
+                          input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_users_cli_add_list_passwd_remove_then_register(tmp_path: Path):
+    """``bin/slee users`` end to end against the running server, then REGISTERs with digest."""
+
+    async def attempt(s, user: str, password: str, cseq: int) -> int:
+        c = await SipTestClient.connect("udp", *s.sip_address)
+        try:
+            r = await register(c, s, user, cseq=cseq)
+            assert r.status == 401
+            challenge = {ch.params["algorithm"]: ch.params for ch in r.www_authenticate}["MD5"]
+            creds = build_credentials(challenge, username=user, method="REGISTER", uri="sip:example.com",
+                                      password=password)
+            return (await register(c, s, user, cseq=cseq + 1, headers=(("Authorization", creds),))).status
+        finally:
+            await c.close()
+
+    with running_server("registrar", tmp_path, extra_args=("--set", "auth=on", "--set", "domains=example.com")) as s:
+        added = _slee(s, "users", "add", "alice", "--domain", "example.com", "--password", "wonderland")
+        assert added.returncode == 0 and "alice@example.com" in added.stdout, added.stderr
+        added = _slee(s, "users", "add", "bob", stdin="builder\n")  # the domain: the first served one
+        assert added.returncode == 0 and "bob@example.com" in added.stdout, added.stderr
+        dup = _slee(s, "users", "add", "alice@example.com", "--password", "x")
+        assert dup.returncode != 0  # already there
+        listed = json.loads(_slee(s, "--json", "users", "list").stdout)
+        assert sorted(u["user"] for u in listed["users"]) == ["alice@example.com", "bob@example.com"]
+        assert "wonderland" not in _slee(s, "--json", "profiles", "get", "subscribers", "alice@example.com").stdout
+
+        assert run(attempt(s, "alice", "wonderland", 1)) == 200
+        assert run(attempt(s, "bob", "builder", 11)) == 200
+        assert run(attempt(s, "alice", "wrong", 21)) == 401
+
+        changed = _slee(s, "users", "passwd", "alice@example.com", stdin="looking-glass\n")
+        assert changed.returncode == 0, changed.stderr
+        assert run(attempt(s, "alice", "wonderland", 31)) == 401
+        assert run(attempt(s, "alice", "looking-glass", 41)) == 200
+
+        removed = _slee(s, "users", "remove", "bob@example.com")
+        assert removed.returncode == 0, removed.stderr
+        listed = json.loads(_slee(s, "--json", "users", "list").stdout)
+        assert [u["user"] for u in listed["users"]] == ["alice@example.com"]
+        assert run(attempt(s, "bob", "builder", 51)) == 401

@@ -210,3 +210,22 @@ def test_non_sip_target_is_refused():
     req = request("SIP/2.0/UDP a;branch=z9hG4bK1", uri="tel:+15551234567")
     with pytest.raises(ValueError):
         request_destination(req)
+
+
+def test_a_request_that_came_on_a_connection_is_answered_on_it_whatever_its_via_says():
+    from slee.sip import parse_message
+
+    response = parse_message(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n"
+                             b"From: <sip:a@x>;tag=1\r\nTo: <sip:a@x>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n")
+    source = Peer("tcp", "127.0.0.1", 40000, connection_id=7)
+    assert response_destination(response, source=source) == source
+
+
+def test_a_datagram_whose_via_names_tcp_is_answered_by_datagram():
+    from slee.sip import parse_message
+
+    response = parse_message(b"SIP/2.0 416 Unsupported URI Scheme\r\n"
+                             b"Via: SIP/2.0/TCP host9.example.com;branch=z9hG4bK1;received=127.0.0.1;rport=40001\r\n"
+                             b"From: <sip:a@x>;tag=1\r\nTo: <sip:a@x>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n")
+    source = Peer("udp", "127.0.0.1", 40001)
+    assert response_destination(response, source=source) == Peer("udp", "127.0.0.1", 40001)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from slee import ProfileAttribute, ProfileSpec
 from slee.events import Address
 from slee.ra.sip import DIALOG_REQUEST, REQUEST, RESPONSE_SUCCESS, aor_of
 from slee.ra.sip.testing import FakeSipNetwork
@@ -17,6 +18,24 @@ from ..rules import PresenceRuleSpec
 from ..sbbs import PresentitySbb
 
 _seq = itertools.count(1)
+
+
+class Subscriber(ProfileSpec):
+    """The registrar's subscriber profile, as far as digest authentication reads it."""
+
+    username = ProfileAttribute(str, indexed=True)
+    realm = ProfileAttribute(str, indexed=True)
+    ha1_md5 = ProfileAttribute(str)
+    ha1_sha256 = ProfileAttribute(str)
+    addresses = ProfileAttribute(list, default=[])
+    enabled = ProfileAttribute(bool, default=True)
+
+
+class SipSettings(ProfileSpec):
+    """The registrar's ``sip-settings`` profile: ``auth`` and ``domains``."""
+
+    auth = ProfileAttribute(str, default="off")
+    domains = ProfileAttribute(list, default=[])
 
 
 @dataclass
@@ -36,7 +55,8 @@ class PresenceBed:
         self.net = FakeSipNetwork()
         self.location = FakeLocation()
         self.h = SbbHarness(PresentitySbb, providers={"sip": self.net.provider, "location": self.location},
-                            profile_tables={"presence_rules": PresenceRuleSpec}, config=config or {})
+                            profile_tables={"presence_rules": PresenceRuleSpec, "subscribers": Subscriber,
+                                            "sip-settings": SipSettings}, config=config or {})
         self.net.attach(self.h)
         self._answered: set[int] = set()
 
@@ -63,11 +83,11 @@ class PresenceBed:
             f"SUBSCRIBE sip:{presentity}@example.test SIP/2.0",
             f"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKsub{n};rport",
             "Max-Forwards: 70",
-            f"From: <sip:{watcher}@example.test>;tag=w{n}",
+            f"From: <sip:{watcher if '@' in watcher else watcher + '@example.test'}>;tag=w{n}",
             f"To: <sip:{presentity}@example.test>",
             f"Call-ID: {call_id or f'sub-{n}'}",
             f"CSeq: {n} SUBSCRIBE",
-            f"Contact: <sip:{watcher}@127.0.0.1:5070>",
+            f"Contact: <sip:{watcher.split('@')[0]}@127.0.0.1:5070>",
             f"Event: {event}",
         ]
         if expires is not None:
@@ -99,7 +119,8 @@ class PresenceBed:
         return self.fire_request(DIALOG_REQUEST["SUBSCRIBE"], raw)
 
     def publish(self, user: str, body: bytes | None, *, etag: str | None = None, expires: int | None = None,
-                content_type: str = "application/pidf+xml", sender: str | None = None) -> Any:
+                content_type: str = "application/pidf+xml", sender: str | None = None,
+                headers: tuple[tuple[str, str], ...] = ()) -> Any:
         n = next(_seq)
         lines = [
             f"PUBLISH sip:{user}@example.test SIP/2.0",
@@ -115,6 +136,7 @@ class PresenceBed:
             lines.append(f"SIP-If-Match: {etag}")
         if expires is not None:
             lines.append(f"Expires: {expires}")
+        lines += [f"{name}: {value}" for name, value in headers]
         body = body or b""
         if body:
             lines.append(f"Content-Type: {content_type}")

@@ -6,6 +6,8 @@ import itertools
 
 import pytest
 
+from slee import ProfileSpec
+from slee.facilities.profile import ProfileAttribute
 from slee.ra.location import Binding
 from slee.ra.location.testing import FakeLocation
 from slee.ra.sip import (
@@ -16,7 +18,7 @@ from slee.ra.sip import (
     RESPONSE_SUCCESS,
 )
 from slee.ra.sip.testing import FakeSipNetwork
-from slee.sip import Peer
+from slee.sip import Peer, build_credentials, compute_ha1
 from slee.testing import SbbHarness
 
 from .._select import better
@@ -155,3 +157,114 @@ def test_requests_for_the_server_itself_are_left_to_the_ra(rig):
     assert outcome.initial_matches == 0 and rig.net.responses == []
     _st, outcome = rig.request("BYE", uri="sip:a@10.0.0.9")  # in-dialog without Route: not ours
     assert outcome.initial_matches == 0
+
+
+# -- digest authentication of local senders (407) ---------------------------------------------
+class SubscriberProfile(ProfileSpec):
+    """The registrar unit's subscriber spec, restated: services do not import each other."""
+
+    username = ProfileAttribute(str, indexed=True)
+    realm = ProfileAttribute(str)
+    ha1_md5 = ProfileAttribute(str)
+    ha1_sha256 = ProfileAttribute(str)
+    addresses = ProfileAttribute(list, default=[])
+    enabled = ProfileAttribute(bool, default=True)
+
+
+class SipSettingsProfile(ProfileSpec):
+    auth = ProfileAttribute(str, default="off")
+    domains = ProfileAttribute(list, default=[])
+    record_route = ProfileAttribute(bool, default=False)
+
+
+class AuthRig(Rig):
+    """Auth on, domain example.com served, bob@example.com a subscriber."""
+
+    def __init__(self, **settings) -> None:
+        self.net = FakeSipNetwork()
+        self.location = FakeLocation(now=lambda: 0.0)
+        self.h = SbbHarness(ProxySbb, providers={"sip": self.net.provider, "location": self.location.provider},
+                            profile_tables={"subscribers": SubscriberProfile, "sip-settings": SipSettingsProfile})
+        self.location.bind_later(self.h)
+        self.net.attach(self.h)
+        with self.h.transaction():
+            self.h.profile_table("sip-settings").create("default", **{"auth": "on", **settings})
+            self.h.profile_table("subscribers").create(
+                "bob@example.com", username="bob", realm="example.com",
+                ha1_md5=compute_ha1("bob", "example.com", "pw", "MD5"),
+                ha1_sha256=compute_ha1("bob", "example.com", "pw", "SHA-256"))
+
+    def request_from(self, method: str, sender: str, *, headers: tuple = (), to_tag: str | None = None):
+        lines = [f"{method} {ALICE} SIP/2.0", f"Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK-a{next(_n)}",
+                 "Max-Forwards: 70", f"To: <{ALICE}>" + (f";tag={to_tag}" if to_tag else ""),
+                 f"From: <{sender}>;tag=b1", "Call-ID: m2", f"CSeq: {next(_n)} {method}",
+                 "Contact: <sip:bob@192.0.2.1:5070>"]
+        lines += [f"{k}: {v}" for k, v in headers]
+        raw = ("\r\n".join(lines) + "\r\nContent-Length: 2\r\n\r\nhi").encode()
+        st, event = self.net.request_event(raw)
+        self.h.container.start_activity("harness", st, st)
+        self.h.fire(REQUEST[method], event, st, address=ALICE)
+        return st
+
+
+def _proxy_answer(response, method: str = "MESSAGE", password: str = "pw", user: str = "bob", nc: int = 1):
+    params = {c.params["algorithm"]: c.params for c in response.proxy_authenticate}["MD5"]
+    return ("Proxy-Authorization", build_credentials(params, username=user, method=method, uri=ALICE,
+                                                     password=password, nc=nc))
+
+
+@pytest.fixture
+def auth_rig():
+    r = AuthRig(domains=["example.com"])
+    r.bind(ALICE, ("sip:a@10.0.0.1:5060", None))
+    yield r
+    r.h.close()
+
+
+@pytest.mark.parametrize("method", ["MESSAGE", "INVITE", "OPTIONS"])
+def test_local_sender_is_challenged_with_407_then_forwarded(auth_rig, method):
+    auth_rig.request_from(method, "sip:bob@example.com")
+    challenge = auth_rig.net.last_response()
+    assert challenge.status == 407 and challenge.proxy_authenticate and not auth_rig.net.sent(method)
+    auth_rig.request_from(method, "sip:bob@example.com", headers=(_proxy_answer(challenge, method),))
+    assert len(auth_rig.net.sent(method)) == 1
+
+
+def test_wrong_password_and_unknown_user_are_not_forwarded(auth_rig):
+    auth_rig.request_from("MESSAGE", "sip:bob@example.com")
+    challenge = auth_rig.net.last_response()
+    auth_rig.request_from("MESSAGE", "sip:bob@example.com", headers=(_proxy_answer(challenge, password="x"),))
+    assert auth_rig.net.last_response().status == 407
+    auth_rig.request_from("MESSAGE", "sip:eve@example.com", headers=(_proxy_answer(challenge, user="eve"),))
+    assert auth_rig.net.last_response().status == 407
+    assert not auth_rig.net.sent("MESSAGE")
+
+
+def test_authenticated_user_cannot_send_as_someone_else(auth_rig):
+    with auth_rig.h.transaction():
+        auth_rig.h.profile_table("subscribers").create("carol@example.com", username="carol", realm="example.com",
+                                                       ha1_md5=compute_ha1("carol", "example.com", "c", "MD5"))
+    auth_rig.request_from("MESSAGE", "sip:carol@example.com")
+    challenge = auth_rig.net.last_response()
+    # bob's credentials, carol's From: the realm matches, the identity does not
+    auth_rig.request_from("MESSAGE", "sip:carol@example.com", headers=(_proxy_answer(challenge),))
+    assert auth_rig.net.last_response().status == 403 and not auth_rig.net.sent("MESSAGE")
+
+
+def test_foreign_sender_and_in_dialog_requests_are_not_challenged(auth_rig):
+    auth_rig.request_from("MESSAGE", "sip:zed@elsewhere.net")
+    assert len(auth_rig.net.sent("MESSAGE")) == 1
+    auth_rig.request_from("INVITE", "sip:bob@example.com", to_tag="t9")
+    assert len(auth_rig.net.sent("INVITE")) == 1 and not auth_rig.net.responses
+
+
+def test_without_configured_domains_the_subscribers_realms_are_local():
+    rig = AuthRig()
+    try:
+        rig.bind(ALICE, ("sip:a@10.0.0.1:5060", None))
+        rig.request_from("MESSAGE", "sip:bob@example.com")
+        assert rig.net.last_response().status == 407
+        rig.request_from("MESSAGE", "sip:zed@elsewhere.net")
+        assert len(rig.net.sent("MESSAGE")) == 1
+    finally:
+        rig.h.close()

@@ -10,6 +10,7 @@ clock, so expiry is testable with a fake clock.
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -46,6 +47,19 @@ def uri_key(uri_text: str) -> str:
     return f"{uri.scheme}:{user}@{uri.host.lower()}:{port};" + ";".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
+def store_key(aor: str) -> str:
+    """The AOR as a store key: ``%`` and NUL escaped, because the store refuses NUL (an
+    AOR like RFC 4475 ``escnull``'s ``sip:null-%00-null@...`` unescapes to one)."""
+    return aor.replace("%", "%25").replace("\x00", "%00")
+
+
+def aor_from_key(key: str) -> str:
+    return _KEY_ESCAPE.sub(lambda m: "%" if m.group() == "%25" else "\x00", key)
+
+
+_KEY_ESCAPE = re.compile("%25|%00")
+
+
 def best_first(bindings: Iterable[Binding]) -> list[Binding]:
     """Highest q first (a contact without q counts as 1.0), then the most recently refreshed."""
     return sorted(bindings, key=lambda b: (-(b.q if b.q is not None else 1.0), -b.expires_at))
@@ -70,7 +84,8 @@ class LocationTable:
     def load(self, docs: dict[str, Any]) -> int:
         """Fill from the store's documents (namespace ``self.namespace``); returns bindings."""
         count = 0
-        for aor, doc in docs.items():
+        for key, doc in docs.items():
+            aor = aor_from_key(key)
             bindings = tuple(Binding.from_json(aor, b) for b in doc.get("bindings", ()))
             self.known.add(aor)
             if bindings:
@@ -152,7 +167,7 @@ class LocationTable:
                 self.known.discard(aor)
 
         txn.record_undo(undo)
-        txn.put(self.namespace, aor, {"bindings": [b.to_json() for b in new]})
+        txn.put(self.namespace, store_key(aor), {"bindings": [b.to_json() for b in new]})
         if self._notify is not None and (before or after or old != new):
             event = LocationEvent(aor, new, reason)
             notify = self._notify

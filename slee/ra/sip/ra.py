@@ -45,7 +45,7 @@ from slee.sip import (
     parse_uri,
     validate_request,
 )
-from slee.sip._addressing import Peer, request_destination, response_destination
+from slee.sip._addressing import Peer, apply_received, request_destination, response_destination
 from slee.sip._transaction import (
     AckReceived,
     RequestReceived,
@@ -90,6 +90,8 @@ class SipResourceAdaptor(ResourceAdaptor):
         "server_header": ConfigProperty(str, "slee/0.1", "Server / User-Agent header ('' = none)"),
         "max_message_size": ConfigProperty(int, 65535, "largest message accepted"),
         "t1": ConfigProperty(float, 0.5, "RFC 3261 T1 (RTT estimate), seconds"),
+        "force_rport": ConfigProperty(bool, False, "answer every request to its source address and port "
+                                                    "(RFC 3581 rport even when the client did not ask: NAT)"),
         "unanswered_timeout": ConfigProperty(float, 32.0, "answer 500 to requests no service answered by then"),
     }
 
@@ -103,6 +105,7 @@ class SipResourceAdaptor(ResourceAdaptor):
         self.port = cfg.get("port") or 5060
         self.transports = tuple(cfg.get("transports") or ("udp", "tcp"))
         self.server_header = cfg.get("server_header") or None
+        self._force_rport = bool(cfg.get("force_rport"))
         self.dialogs: dict[tuple[str, str, str], Dialog] = {}
         self._st_by_txn: dict[Any, ServerTransactionActivity] = {}
         self._ct_by_txn: dict[Any, ClientTransactionActivity] = {}
@@ -139,6 +142,7 @@ class SipResourceAdaptor(ResourceAdaptor):
         old = self.context.config
         self.context.config = config
         self.server_header = config.get("server_header") or None
+        self._force_rport = bool(config.get("force_rport"))
         self.transports = tuple(config.get("transports") or ("udp", "tcp"))
         keys = ("host", "port", "transports", "advertised_host", "max_message_size")
         if any(old.get(k) != config.get(k) for k in keys):
@@ -334,6 +338,11 @@ class SipResourceAdaptor(ResourceAdaptor):
             return
         self.counters["requests_in"] += 1
         request = message
+        if self._force_rport and source.transport == "udp":
+            try:
+                apply_received(request, source, force_rport=True)
+            except SipParseError:
+                pass  # a broken Via: validation below answers it
         try:
             validate_request(request, supported=SUPPORTED_EXTENSIONS)
         except SipParseError as err:
