@@ -1,4 +1,4 @@
-"""Hot upgrade of presence under load: ``bin/slee upgrade presence services/presence-v2 --migrate``
+"""Hot upgrade of presence under load: ``bin/slee upgrade presence PRESENCE-V2 --migrate``
 while PUBLISH and SUBSCRIBE/refresh traffic keeps going.
 
 Zero failed transactions; every existing subscription keeps its dialog and goes on receiving
@@ -9,6 +9,7 @@ subscriptions work; version 1.0 is INACTIVE afterwards and can be uninstalled.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 import time
@@ -157,6 +158,22 @@ class Load:
         return rounds
 
 
+def presence_v2(tmp_path: Path) -> Path:
+    """Version 2.0 of the presence unit: services/presence with its version bumped (its
+    NOTIFYs then say X-Presence-Service: slee.presence/2.0), so the two never drift apart."""
+    unit = tmp_path / "presence-v2"
+    shutil.copytree(ROOT / "services" / "presence", unit, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    manifest = unit / "deployable-unit.yaml"
+    text = manifest.read_text()
+    assert 'version: "1.0"' in text
+    manifest.write_text(text.replace('version: "1.0"', 'version: "2.0"', 1))
+    sbbs = unit / "sbbs.py"
+    code = sbbs.read_text()
+    assert 'VENDOR, VERSION = "slee.presence", "1.0"' in code
+    sbbs.write_text(code.replace('VENDOR, VERSION = "slee.presence", "1.0"', 'VENDOR, VERSION = "slee.presence", "2.0"'))
+    return unit
+
+
 def test_hot_upgrade_with_migration_under_load(tmp_path: Path):
     async def scenario(server: ServerInfo) -> None:
         load = Load(server)
@@ -172,8 +189,7 @@ def test_hot_upgrade_with_migration_under_load(tmp_path: Path):
             traffic = asyncio.get_running_loop().create_task(load.run(stop))
             await asyncio.sleep(1.0)
             before = load.sent
-            out = await asyncio.to_thread(slee, server, "upgrade", "presence", str(ROOT / "services" / "presence-v2"),
-                                          "--migrate")
+            out = await asyncio.to_thread(slee, server, "upgrade", "presence", str(v2), "--migrate")
             assert "migrated" in out.lower(), out
             await asyncio.sleep(1.5)  # traffic keeps going on the new code
             stop.set()
@@ -208,7 +224,8 @@ def test_hot_upgrade_with_migration_under_load(tmp_path: Path):
         finally:
             await load.close()
 
-    with running_server("presence", tmp_path) as server:
+    v2 = presence_v2(tmp_path)
+    with running_server("presence", tmp_path / "server") as server:
         asyncio.run(scenario(server))
         status = slee(server, "status")
         v1 = [line for line in status.splitlines() if "presence" in line and "1.0" in line and "slee.presence" in line]
