@@ -119,6 +119,8 @@ class Container:
         self.usage = UsageRegistry()
         self.transactions = TransactionManager(self._write_sink if store is not None else None)
         self.transactions.on_error = self._trace_error
+        self.transactions.on_store_result = self._store_result
+        self._store_failing = False
         self.timers = TimerFacility(self)
         self.profiles = ProfileFacility(self)
         self.naming = ActivityContextNamingFacility(self)
@@ -314,6 +316,16 @@ class Container:
             return
         future = committer.submit(changes)
         future.add_done_callback(lambda f: on_durable(f.exception()))
+
+    def _store_result(self, error: BaseException | None) -> None:
+        """Raise the store alarm on a failed write; clear it on the next one that succeeds."""
+        if error is not None and not self._store_failing:
+            self._store_failing = True
+            self.alarms.raise_alarm("slee", "store.write-failed", "store", "MAJOR",
+                                    f"store writes fail ({error!r}); acknowledgements are withheld", error)
+        elif error is None and self._store_failing:
+            self._store_failing = False
+            self.alarms.clear_alarm("slee", "store.write-failed", "store")
 
     def _system_writes(self) -> SleeTransaction:
         return SleeTransaction()

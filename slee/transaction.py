@@ -144,7 +144,9 @@ class TransactionManager:
         self.write_sink = write_sink
         self.committed = 0
         self.rolled_back = 0
+        self.write_failures = 0
         self.on_error: Callable[[str, BaseException], None] | None = None
+        self.on_store_result: Callable[[BaseException | None], None] | None = None
 
     def begin(self) -> tuple[SleeTransaction, contextvars.Token]:
         txn = SleeTransaction()
@@ -168,8 +170,17 @@ class TransactionManager:
             txn._after_durable = []
             if writes and self.write_sink is not None:
                 def done(error: BaseException | None, durable: list = durable) -> None:
-                    if error is not None and self.on_error:
-                        self.on_error("store write", error)
+                    if error is not None:
+                        # Not durable: acknowledge nothing (no 200 for a binding that may be
+                        # lost). The peer retries; the store alarm says why.
+                        self.write_failures += 1
+                        if self.on_store_result:
+                            self.on_store_result(error)
+                        if self.on_error:
+                            self.on_error("store write", error)
+                        return
+                    if self.on_store_result:
+                        self.on_store_result(None)
                     for action in durable:
                         self._safely("after-durable action", action)
                 self.write_sink(writes, done)

@@ -126,3 +126,43 @@ def test_entity_on_a_persistent_activity_is_stored_and_restored(tmp_path):
         return rows
 
     assert asyncio.run(run()) == 1
+
+
+def test_a_failing_store_write_does_not_block_later_ones(tmp_path):
+    """One transaction whose write the store refuses: what it would have acknowledged is
+    withheld and an alarm says why; every later transaction is written and clears it."""
+    url = f"sqlite:///{tmp_path / 'slee.db'}"
+    ran: list[str] = []
+    alarms: list[list[str]] = []
+    notes: list[tuple[str, str]] = []
+
+    async def main():
+        store = Store.open(url)
+        c = Container(store=store)
+        c.alarms.listeners.append(lambda what, alarm: notes.append((what, alarm.alarm_type)))
+        await c.start()
+        with c.transaction() as txn:
+            txn.put("test", "bad", {1, 2})  # a set: the store cannot encode it
+            txn.after_durable(lambda: ran.append("bad"))
+        for i in range(3):
+            with c.transaction() as txn:
+                txn.put("test", f"good{i}", {"n": i})
+                txn.after_durable(lambda i=i: ran.append(f"good{i}"))
+        await c.flush()
+        await asyncio.sleep(0.05)
+        alarms.append([a.alarm_type for a in c.alarms.list()])
+        with c.transaction() as txn:
+            txn.put("test", "good3", {"n": 3})
+        await c.flush()
+        await asyncio.sleep(0.05)
+        alarms.append([a.alarm_type for a in c.alarms.list()])
+        rows = store.load("test")
+        await c.stop()
+        store.close()
+        return rows
+
+    rows = asyncio.run(main())
+    assert sorted(rows) == ["good0", "good1", "good2", "good3"]
+    assert sorted(ran) == ["good0", "good1", "good2"]  # "bad" was never acknowledged
+    assert notes[:1] == [("raised", "store.write-failed")]
+    assert ("cleared", "store.write-failed") in notes and alarms[-1] == []
