@@ -574,11 +574,13 @@ class TransactionLayer:
         self._outgoing.append(Outgoing(txn._wire, txn.response_destination))
 
     def _release(self, txn: Transaction, now: float, message, source) -> None:
-        """A completed non-INVITE server transaction only resends its final response until
-        Timer J: keep those bytes, drop the parsed request and response (most of its memory
-        while it waits out 64*T1 on UDP)."""
+        """A completed non-INVITE transaction only resends its final response (server, until
+        Timer J) or absorbs retransmitted finals (client, until Timer K): drop the parsed
+        request and response, most of its memory while it waits on UDP."""
         txn.request = None  # type: ignore[assignment]
         txn.last_response = None
+        if isinstance(txn, ClientTransaction):
+            txn._wire = b""  # a completed non-INVITE client transaction resends nothing
 
     def _resend_response(self, txn: Transaction, now: float, message, source) -> None:
         assert isinstance(txn, ServerTransaction)
@@ -667,12 +669,13 @@ _CLIENT_NON_INVITE: _Table = {
     # §17.1.2.2: provisional -> Proceeding; any final -> Completed with Timer K.
     (S.TRYING, _In.RECV_1XX): (S.PROCEEDING, (L._pass_up,)),
     (S.PROCEEDING, _In.RECV_1XX): (S.PROCEEDING, (L._pass_up,)),
-    (S.TRYING, _In.RECV_2XX): (S.COMPLETED, (L._stop_timers, L._pass_up, L._start_timeout)),
-    (S.TRYING, _In.RECV_FINAL): (S.COMPLETED, (L._stop_timers, L._pass_up, L._start_timeout)),
+    # In Completed it only absorbs retransmitted finals: the messages are released.
+    (S.TRYING, _In.RECV_2XX): (S.COMPLETED, (L._stop_timers, L._pass_up, L._start_timeout, L._release)),
+    (S.TRYING, _In.RECV_FINAL): (S.COMPLETED, (L._stop_timers, L._pass_up, L._start_timeout, L._release)),
     (S.PROCEEDING, _In.RECV_2XX): (
-        S.COMPLETED, (L._stop_timers, L._pass_up, L._start_timeout)),
+        S.COMPLETED, (L._stop_timers, L._pass_up, L._start_timeout, L._release)),
     (S.PROCEEDING, _In.RECV_FINAL): (
-        S.COMPLETED, (L._stop_timers, L._pass_up, L._start_timeout)),
+        S.COMPLETED, (L._stop_timers, L._pass_up, L._start_timeout, L._release)),
     # §17.1.2.2: responses retransmitted in Completed are absorbed (no entry); Timer K ends.
     (S.COMPLETED, _In.TIMEOUT_TIMER): (S.TERMINATED, ()),
     (S.TRYING, _In.TRANSPORT_ERROR): (S.TERMINATED, (L._transport_failed,)),

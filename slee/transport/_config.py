@@ -32,6 +32,11 @@ class TransportConfig:
     advertised_host: str | None = None
     """What goes into Via/Contact when bound to a wildcard address (NAT, several NICs)."""
     max_write_buffer: int = 1 << 20
+    # UDP socket buffers (the kernel doubles and caps them at net.core.rmem_max). Small on
+    # purpose: under overload a deep queue only delays requests past the clients' retransmit
+    # timers, so the server spends itself on requests already given up (congestion
+    # collapse); a short queue drops the excess and the clients back off (RFC 3261 T1).
+    udp_buffer: int = 256 << 10
     """Bytes queued for one TCP peer before it is treated as a stalled reader and closed."""
     tcp_backlog: int = 1024
     """listen() backlog: a registration storm after a restart arrives all at once."""

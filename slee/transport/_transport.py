@@ -41,7 +41,6 @@ _STAT_NAMES = (
     "idle_closes", "bytes_in", "bytes_out",
 )
 _STREAM_TRANSPORTS = frozenset({"tcp"})
-_UDP_SOCKET_BUFFER = 4 << 20
 
 
 class SipTransport:
@@ -95,7 +94,7 @@ class SipTransport:
                     tcp_sock.listen(self.config.tcp_backlog)
                     port = tcp_sock.getsockname()[1]
                 if self.config.udp:
-                    udp_sock = _bind(family, socket.SOCK_DGRAM, host, port, "UDP")
+                    udp_sock = _bind(family, socket.SOCK_DGRAM, host, port, "UDP", self.config.udp_buffer)
                     port = udp_sock.getsockname()[1]
             except OSError as exc:
                 for sock in (tcp_sock, udp_sock):
@@ -522,15 +521,14 @@ def _family_of(host: str) -> socket.AddressFamily:
 
 
 def _bind(family: socket.AddressFamily, kind: socket.SocketKind, host: str, port: int,
-          label: str) -> socket.socket:
+          label: str, udp_buffer: int = 256 << 10) -> socket.socket:
     sock = socket.socket(family, kind)
     try:
         if kind == socket.SOCK_DGRAM:
-            # A registration storm arrives faster than one loop iteration drains it: ask for
-            # a deep receive queue (the kernel caps it at net.core.rmem_max).
+            # See TransportConfig.udp_buffer: a queue of well under a second of traffic.
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 try:
-                    sock.setsockopt(socket.SOL_SOCKET, option, _UDP_SOCKET_BUFFER)
+                    sock.setsockopt(socket.SOL_SOCKET, option, udp_buffer)
                 except OSError:
                     pass
         if kind == socket.SOCK_STREAM:

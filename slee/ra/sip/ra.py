@@ -89,6 +89,8 @@ class SipResourceAdaptor(ResourceAdaptor):
         "retry_after": ConfigProperty(int, 5, "Retry-After seconds in 503 overload answers"),
         "server_header": ConfigProperty(str, "slee/0.1", "Server / User-Agent header ('' = none)"),
         "max_message_size": ConfigProperty(int, 65535, "largest message accepted"),
+        "udp_buffer": ConfigProperty(int, 256 << 10, "UDP socket buffer bytes: a short queue sheds overload "
+                                                      "instead of delaying requests past the clients' timers"),
         "t1": ConfigProperty(float, 0.5, "RFC 3261 T1 (RTT estimate), seconds"),
         "force_rport": ConfigProperty(bool, False, "answer every request to its source address and port "
                                                     "(RFC 3581 rport even when the client did not ask: NAT)"),
@@ -144,7 +146,7 @@ class SipResourceAdaptor(ResourceAdaptor):
         self.server_header = config.get("server_header") or None
         self._force_rport = bool(config.get("force_rport"))
         self.transports = tuple(config.get("transports") or ("udp", "tcp"))
-        keys = ("host", "port", "transports", "advertised_host", "max_message_size")
+        keys = ("host", "port", "transports", "advertised_host", "max_message_size", "udp_buffer")
         if any(old.get(k) != config.get(k) for k in keys):
             if self.transport is not None:
                 await self.transport.close()
@@ -159,7 +161,7 @@ class SipResourceAdaptor(ResourceAdaptor):
 
         tconf = TransportConfig(host=cfg["host"], port=cfg["port"], udp="udp" in self.transports,
                                 tcp="tcp" in self.transports, max_message_size=cfg["max_message_size"],
-                                advertised_host=cfg.get("advertised_host"))
+                                advertised_host=cfg.get("advertised_host"), udp_buffer=cfg["udp_buffer"])
         self.transport = SipTransport(tconf, self._on_message)
         self.transport.on_transport_error = self._on_transport_error
         await self.transport.start()
@@ -247,7 +249,7 @@ class SipResourceAdaptor(ResourceAdaptor):
                 st.guard = None
             self._st_by_txn.pop(st.txn, None)
             endpoint = self.context.endpoint
-            if st.dialog is None and endpoint.activity_exists(st):
+            if endpoint.activity_exists(st):  # in-dialog requests are not activities
                 endpoint.end_activity(st)
 
     def transmit_request(self, ct: ClientTransactionActivity) -> None:
@@ -533,7 +535,8 @@ class SipResourceAdaptor(ResourceAdaptor):
         ct = self._ct_by_txn.get(txn)
         if ct is None:
             return
-        if response.status >= 200:
+        final = response.status >= 200
+        if final:
             ct.final_status = response.status
         event = ResponseEvent(response, ct, ct.dialog)
         endpoint = self.context.endpoint
@@ -543,6 +546,12 @@ class SipResourceAdaptor(ResourceAdaptor):
                 endpoint.fire_event(handle, response_event_type(response.status), event, None)
             except Exception as exc:
                 log.debug("response %d not delivered: %s", response.status, exc)
+        if final and ct.request.method != "INVITE":
+            # Retransmitted finals are absorbed by the transaction layer from here (Timer K):
+            # the mapping, and the client transaction's activity after this event, can go.
+            self._ct_by_txn.pop(txn, None)
+            if ct.dialog is None and endpoint.activity_exists(ct):
+                endpoint.end_activity(ct)
 
     def _fire_timeout(self, ct: ClientTransactionActivity, *, transport_error: bool, detail: Any = None) -> None:
         endpoint = self.context.endpoint
