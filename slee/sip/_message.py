@@ -60,6 +60,9 @@ REASON_PHRASES = {
 }
 
 
+_UNUSUAL = ('"', "\\", " ", "\t", ",")  # in header parameters: leave them to the full parser
+
+
 class SipMessage:
     """What requests and responses share: header rows, body bytes, typed accessors.
 
@@ -147,11 +150,33 @@ class SipMessage:
 
     @property
     def from_tag(self) -> str | None:
-        return self.from_.params.get("tag")
+        return self._tag("from", "From")
 
     @property
     def to_tag(self) -> str | None:
-        return self.to.params.get("tag")
+        return self._tag("to", "To")
+
+    def _tag(self, key: str, name: str) -> str | None:
+        """The tag parameter, read without parsing the whole name-addr when it is plain.
+
+        Header parameters follow the closing ``>`` of a name-addr, or the URI of an
+        addr-spec (where every ``;param`` belongs to the header, RFC 3261 §20.10). Anything
+        unusual — quotes, escapes, whitespace, commas, another spelling or a second ``tag`` —
+        takes the full parser, which also reports malformed values.
+        """
+        parsed = self.headers._typed.get(key)
+        if parsed is None:
+            value = self._required(name)
+            params = value[value.rfind(">") + 1:]
+            if not any(c in params for c in _UNUSUAL) and params.lower().count("tag") == params.count(";tag="):
+                at = params.find(";tag=")
+                if at < 0:
+                    return None
+                tag = params[at + 5:].partition(";")[0]
+                if tag:
+                    return tag
+            parsed = self.from_ if key == "from" else self.to
+        return parsed.params.get("tag")  # type: ignore[attr-defined]
 
     @property
     def call_id(self) -> str:

@@ -277,3 +277,20 @@ def test_message_round_trip(method: str, rows: list[tuple[str, str]], body: byte
     got = [(n, v) for n, v in again.headers.items() if n != "Content-Length"]
     assert got == rows
     assert again.to_bytes() == data
+
+
+@pytest.mark.parametrize("value, tag", [
+    ("<sip:alice@example.com>;tag=abc", "abc"),
+    ("sip:alice@example.com;tag=abc;x=1", "abc"),
+    ("Alice <sip:alice@example.com;tag=uri-param>", None),  # a URI parameter, not the header's
+    ("<sip:alice@example.com>", None),
+    ("<sip:tagger@example.com>;TAG=Up", "Up"),  # another spelling: full parser
+    ('"a;tag=x" <sip:a@example.com> ; tag = sp', "sp"),  # quotes and LWS: full parser
+    ("sip:tagger@example.com", None),  # "tag" in the URI of an addr-spec
+])
+def test_from_tag_fast_path_agrees_with_the_full_parser(value, tag):
+    raw = (f"OPTIONS sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+           f"From: {value}\r\nTo: {value}\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n").encode()
+    fast, full = parse_message(raw), parse_message(raw)
+    assert fast.from_tag == tag and fast.to_tag == tag
+    assert full.from_.params.get("tag") == tag  # the full parse says the same
