@@ -481,16 +481,21 @@ class Container:
     def passivate_entities(self, entities: list[SbbEntity]) -> None:
         """Passivate the Ready objects of these entities (sbb_passivate, back to their pool)."""
         for entity in entities:
-            obj = entity.obj
-            if obj is None:
-                continue
-            try:
-                obj.sbb_passivate()
-            except Exception as exc:
-                self._trace_error(f"{entity.descriptor.id}.sbb_passivate failed", exc)
-            entity.obj = None
             self._ready_lru.pop(entity.id, None)
-            self.pool.give_back(entity.descriptor, obj)
+            self._passivate_one(entity)
+
+    def _passivate_one(self, entity: SbbEntity) -> bool:
+        """Ready -> Pooled for one entity's object; False if it had none."""
+        obj = entity.obj
+        if obj is None:
+            return False
+        try:
+            obj.sbb_passivate()
+        except Exception as exc:
+            self._trace_error(f"{entity.descriptor.id}.sbb_passivate failed", exc)
+        entity.obj = None
+        self.pool.give_back(entity.descriptor, obj)
+        return True
 
     def uninstall_service(self, service_id: ServiceId) -> None:
         service = self._service(service_id)
@@ -919,16 +924,8 @@ class Container:
         done = 0
         while lru and (count is None or done < count):
             _, entity = lru.popitem(last=False)
-            obj = entity.obj
-            if obj is None or entity.removed:
-                continue
-            try:
-                obj.sbb_passivate()
-            except Exception as exc:
-                self._trace_error(f"{entity.descriptor.id}.sbb_passivate failed", exc)
-            entity.obj = None
-            self.pool.give_back(entity.descriptor, obj)
-            done += 1
+            if not entity.removed and self._passivate_one(entity):
+                done += 1
         return done
 
     def _local_call(self, entity: SbbEntity, name: str) -> Callable[..., Any]:
