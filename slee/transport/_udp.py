@@ -14,6 +14,9 @@ __all__: list[str] = []
 logger = logging.getLogger("slee.transport")
 
 
+BATCH = 32  # datagrams read per readiness notification
+
+
 class UdpEndpoint(asyncio.DatagramProtocol):
     """Hands datagrams to the owning SipTransport; ICMP errors are counted and logged."""
 
@@ -26,7 +29,22 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
-        self.owner.datagram_received(data, addr)
+        owner = self.owner
+        owner.datagram_received(data, addr)
+        # asyncio reads one datagram per loop turn; under load read what else is queued
+        # now (up to a bound, so other sockets and the event router still get their turn).
+        sock = owner._udp_sock
+        if sock is None:
+            return
+        for _ in range(BATCH - 1):
+            try:
+                data, addr = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.error_received(exc)
+                return
+            owner.datagram_received(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         # Asynchronous ICMP errors carry no destination on an unconnected socket; the
