@@ -20,7 +20,7 @@ from slee.ra.datagram import (
 from slee.service import ServiceState
 from slee.store import Store
 
-from .conftest import write_unit
+from .conftest import SBB_CODE, write_unit
 
 
 def _fire(c: Container, flow: str, first: bool) -> None:
@@ -161,22 +161,7 @@ ra-links:
   datagram: dgram
 """
 
-OPS_CODE = '''\
-from slee import CmpField, Sbb, event_handler
-from slee.ra.datagram import DATAGRAM_RECEIVED, FLOW_STARTED
-
-
-class CounterSbb(Sbb):
-    count = CmpField(int, default=0)
-
-    @event_handler(FLOW_STARTED, initial=True, select=("activity_context",))
-    def on_start(self, event, aci):
-        self.count += 1
-
-    @event_handler(DATAGRAM_RECEIVED)
-    def on_datagram(self, event, aci):
-        self.count += 1
-
+OPS_CODE = SBB_CODE + '''
 
 def counts(ctx):
     """Datagram counts per flow."""
