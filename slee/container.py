@@ -1192,6 +1192,7 @@ class Container:
             "transactions": {"committed": self.transactions.committed, "rolled_back": self.transactions.rolled_back},
             "timers": len(self.timers._timers),
             "alarms": len(self.alarms.list()),
+            "store_commits": self._committer.stats if self._committer is not None else None,
         }
 
 

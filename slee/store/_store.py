@@ -1,7 +1,10 @@
 """The store: a namespaced, transactional key/value store of JSON documents.
 
-Built on SQLAlchemy Core (no ORM: every write is a handful of prepared statements run with
-executemany). The SLEE container keeps its live state in memory, writes through to the store
+Built on SQLAlchemy Core (no ORM). Batched writes are multi-row statements, a few hundred
+rows each: the group committer runs them in a worker thread, and every statement a driver
+executes releases and re-takes the GIL, which costs up to a switch interval (5 ms) while the
+event loop is busy; one statement per row (executemany) made a 500-row batch take 0.7 s
+under load instead of 2 ms. The SLEE container keeps its live state in memory, writes through to the store
 when a SLEE transaction commits and reloads everything at start, so the store only needs point
 reads, ordered prefix scans and atomic multi-change writes.
 
@@ -37,6 +40,9 @@ __all__ = ["Store", "mask_url", "prefix_upper_bound"]
 _MIGRATION_LOCK = 0x534C4545
 _SQLITE_BUSY_TIMEOUT_S = 30.0
 _PG_CONNECT_TIMEOUT_S = 10
+# Rows per multi-row statement: 4 parameters a row stays far below SQLite's 32,766 and
+# PostgreSQL's 65,535 bound parameters.
+_ROWS_PER_STATEMENT = 256
 
 
 def mask_url(url: str | URL) -> str:
@@ -278,14 +284,6 @@ class Store:
         insert = (postgresql.insert if self._pg else sqlite.insert)(kv).values(
             namespace=p_ns, key=p_key, value=p_value, version=1, updated_at=p_time
         )
-        self._upsert = insert.on_conflict_do_update(
-            index_elements=[kv.c.namespace, kv.c.key],
-            set_={
-                "value": insert.excluded.value,
-                "version": kv.c.version + 1,
-                "updated_at": insert.excluded.updated_at,
-            },
-        )
         # RETURNING tells whether the row was inserted; rowcount is not reliable for INSERT.
         self._insert_new = insert.on_conflict_do_nothing(
             index_elements=[kv.c.namespace, kv.c.key]
@@ -296,10 +294,34 @@ class Store:
             .where(*where_key, kv.c.version == p_expect)
             .values(value=p_value, version=kv.c.version + 1, updated_at=p_time)
         )
-        self._delete = sa.delete(kv).where(*where_key)
         self._delete_if = sa.delete(kv).where(*where_key, kv.c.version == p_expect)
         self._select_version = sa.select(kv.c.version).where(*where_key)
         self._select_one = sa.select(self._value_col, kv.c.version).where(*where_key)
+        # Multi-row statements in the driver's own SQL, cached by row count (see the module
+        # docstring): compiling a Core statement with thousands of parameters per batch
+        # would cost more than the writes.
+        dialect = self._engine.dialect
+        self._mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self._time_bind = kv.c.updated_at.type._cached_bind_processor(dialect)  # type: ignore[attr-defined]
+        self._many_sql: dict[tuple[str, int], str] = {}
+
+    def _many(self, kind: str, n: int) -> str:
+        sql = self._many_sql.get((kind, n))
+        if sql is not None:
+            return sql
+        m = self._mark
+        table = kv.name
+        if kind == "upsert":
+            value = f"CAST({m} AS JSONB)" if self._pg else m
+            rows = ", ".join([f"({m}, {m}, {value}, 1, {m})"] * n)
+            sql = (f"INSERT INTO {table} (namespace, key, value, version, updated_at) VALUES {rows} "
+                   "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, "
+                   f"version = {table}.version + 1, updated_at = excluded.updated_at")
+        else:
+            rows = ", ".join([f"({m}, {m})"] * n)
+            sql = f"DELETE FROM {table} WHERE (namespace, key) IN (VALUES {rows})"
+        self._many_sql[(kind, n)] = sql
+        return sql
 
     def _check_open(self) -> None:
         if self._closed:
@@ -505,13 +527,19 @@ class Store:
 
     def _run(self, conn: sa.Connection, step: tuple[Any, ...], now: datetime) -> None:
         kind = step[0]
-        if kind == "upsert":
+        if kind == "upsert" or kind == "delete":
             rows = step[1]
-            for row in rows:
-                row["p_t"] = now
-            conn.execute(self._upsert, rows)
-        elif kind == "delete":
-            conn.execute(self._delete, step[1])
+            when = self._time_bind(now) if self._time_bind is not None else now
+            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                chunk = rows[start:start + _ROWS_PER_STATEMENT]
+                params: list[Any] = []
+                if kind == "upsert":
+                    for row in chunk:
+                        params += (row["p_ns"], row["p_key"], row["p_value"], when)
+                else:
+                    for row in chunk:
+                        params += (row["p_ns"], row["p_key"])
+                conn.exec_driver_sql(self._many(kind, len(chunk)), tuple(params))
         elif kind == "delete_prefix":
             _, ns, prefix = step
             conn.execute(sa.delete(kv).where(kv.c.namespace == ns, *_key_range(kv.c.key, prefix)))

@@ -149,6 +149,18 @@ def test_versions_start_at_one_and_bump_on_every_put(store: Store) -> None:
     assert store.load_versioned("ns") == {"k": ("v3", 3)}
 
 
+def test_batches_larger_than_one_statement_write_every_row(store: Store) -> None:
+    # Batches are written as multi-row statements of a few hundred rows each: rows at the
+    # chunk edges, updates mixed with inserts and deletes across chunks must all land.
+    store.apply([Put("big", f"k{i:04d}", {"n": i}) for i in range(0, 700, 2)])
+    changes: list[Put | Delete] = [Put("big", f"k{i:04d}", {"n": -i}) for i in range(700)]
+    changes += [Delete("big", f"k{i:04d}") for i in range(0, 700, 3)]
+    store.apply(changes, coalesce=True)
+    rows = store.load_versioned("big")
+    expected = {f"k{i:04d}": ({"n": -i}, 2 if i % 2 == 0 else 1) for i in range(700) if i % 3}
+    assert rows == expected
+
+
 def test_coalesce_writes_last_value_once(store: Store) -> None:
     store.apply([Put("ns", "k", 0)])
     store.apply(
