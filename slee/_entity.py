@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from slee._ids import EventTypeId, SbbId
 from slee.errors import ValidationError
 from slee.sbb import ChildRelation, CmpField, HandlerSpec, Sbb, SbbContext, encode_cmp
+from slee.store import _json
+from slee.store._changes import EncodedJson
 from slee.transaction import require_transaction
 
 if TYPE_CHECKING:
@@ -176,7 +178,7 @@ class SbbEntity:
         self.priority = priority
         self.cmp: dict[str, Any] = {}
         self.cmp_dirty: set[str] = set()  # CMP fields written since the last store write
-        self.cmp_encoded: dict[str, Any] | None = None  # their store encoding, per field
+        self.cmp_encoded: dict[str, str] | None = None  # their stored JSON text, per field
         self.attached: set[str] = set()
         self.children: dict[str, list[str]] = {}
         self.masks: dict[str, set[EventTypeId]] = {}
@@ -225,34 +227,41 @@ class SbbEntity:
         if not self._durable():
             return
         self.stored = True
-        txn.put("sbb", self.id, {
+        # The document is assembled from JSON text: each CMP field is encoded once per
+        # assignment, not once per write of the entity (a presentity's watcher map would
+        # otherwise be re-encoded on every change of any field).
+        dumps = _json.dumps
+        head = dumps({
             "service": str(self.service.id),
             "sbb": str(self.descriptor.id),
             "parent": self.parent_id,
             "relation": self.relation,
             "conv": self.convergence_name,
             "priority": self.priority,
-            "cmp": self._encoded_cmp(),
             "acs": sorted(self.attached),
             "children": self.children,
             "masks": {ac: sorted(str(e) for e in evs) for ac, evs in self.masks.items()},
         })
+        fields = ",".join([f"{dumps(k)}:{v}" for k, v in self._encoded_cmp().items()])
+        txn.put("sbb", self.id, EncodedJson(f'{head[:-1]},"cmp":{{{fields}}}}}'))
 
-    def _encoded_cmp(self) -> dict[str, Any]:
-        """Encode only the fields written since the last store write (CMP fields are
-        assigned, never mutated in place, so an unwritten field's encoding is still right)."""
+    def _encoded_cmp(self) -> dict[str, str]:
+        """The JSON text of each CMP field; only the fields written since the last store
+        write are encoded again (CMP fields are assigned, never mutated in place, so an
+        unwritten field's encoding is still right)."""
         enc = self.cmp_encoded
         cmp = self.cmp
+        dumps = _json.dumps
         if enc is None:
-            enc = self.cmp_encoded = {k: encode_cmp(v) for k, v in cmp.items()}
+            enc = self.cmp_encoded = {k: dumps(encode_cmp(v)) for k, v in cmp.items()}
         else:
             for name in self.cmp_dirty:
                 if name in cmp:
-                    enc[name] = encode_cmp(cmp[name])
+                    enc[name] = dumps(encode_cmp(cmp[name]))
                 else:
                     enc.pop(name, None)
         self.cmp_dirty.clear()
-        return dict(enc)
+        return enc
 
     def __repr__(self) -> str:
         return f"<SbbEntity {self.id} {self.descriptor.id.name} prio={self.priority}>"

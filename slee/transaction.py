@@ -158,7 +158,11 @@ class TransactionManager:
             if txn.rollback_only:
                 self._rollback(txn)
                 return
-            writes = txn._collect_writes()
+            try:
+                writes = txn._collect_writes()
+            except BaseException:  # e.g. a CMP value with no store encoding: nothing happened
+                self._rollback(txn)
+                raise
             txn.state = "committed"
             self.committed += 1
             txn._undo.clear()  # nothing to undo any more: let the old values go
@@ -192,13 +196,19 @@ class TransactionManager:
                 current_transaction.reset(token)
 
     def rollback(self, txn: SleeTransaction, token: contextvars.Token | None = None) -> None:
+        """Roll back (again harmlessly, after a commit that failed and rolled back itself)."""
         try:
             self._rollback(txn)
         finally:
             if token is not None:
-                current_transaction.reset(token)
+                try:
+                    current_transaction.reset(token)
+                except RuntimeError:  # commit's own finally reset it already
+                    pass
 
     def _rollback(self, txn: SleeTransaction) -> None:
+        if txn.state == "rolled-back":
+            return
         undo = txn._undo
         while undo:
             self._safely("undo", undo.pop())

@@ -6,7 +6,7 @@ start it reloads everything with :meth:`Store.load`. SQLite (embedded, default) 
 which several container processes can share. See docs/store.md.
 """
 
-from ._changes import Change, Delete, DeletePrefix, Put
+from ._changes import Change, Delete, DeletePrefix, EncodedJson, Put
 from ._committer import GroupCommitter
 from ._errors import ConflictError, StoreError
 from ._migrations import LATEST_VERSION
@@ -18,6 +18,7 @@ __all__ = [
     "ConflictError",
     "Delete",
     "DeletePrefix",
+    "EncodedJson",
     "GroupCommitter",
     "Put",
     "Store",

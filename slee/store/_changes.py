@@ -10,7 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-__all__ = ["Change", "Delete", "DeletePrefix", "Put"]
+__all__ = ["Change", "Delete", "DeletePrefix", "EncodedJson", "Put"]
+
+
+class EncodedJson(str):
+    """A document already encoded by ``slee.store._json.dumps``, stored as is.
+
+    For writers that keep the JSON of unchanged parts of a large document between writes
+    (an SBB entity's CMP fields): the store would otherwise re-encode the whole document on
+    every write. Whoever builds one vouches that it is what ``dumps`` would produce.
+    """
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)

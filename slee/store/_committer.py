@@ -15,6 +15,11 @@ Choices:
   future resolves on its own outcome, so one bad submission does not fail its neighbours.
 - One worker thread and one batch in flight at a time: batches reach the database in the
   order they were submitted.
+- Deferred sync (file SQLite, ``Store.defers_sync``): the batch is written on the event
+  loop itself, unsynced, and the worker thread only fsyncs the WAL; an fsync covers every
+  batch written before it started. The worker then makes one call per batch (the GIL is
+  handed over once) instead of one per statement, and a write costs the loop a few hundred
+  microseconds of SQLite work, not a disk flush.
 """
 
 from __future__ import annotations
@@ -79,6 +84,9 @@ class GroupCommitter:
         self._seq = 0  # last submission number handed out
         self._done_seq = 0  # every submission up to this number has been resolved
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._deferred = bool(getattr(store, "defers_sync", False))
+        self._unsynced: list[_Submission] = []  # written, waiting for the next sync
+        self._written_seq = 0  # deferred sync: last submission number written
         self._stats: dict[str, Any] = {
             "batches": 0,
             "submissions": 0,
@@ -88,13 +96,17 @@ class GroupCommitter:
             "failed_submissions": 0,
             "max_batch_size": 0,
             "last_flush_seconds": 0.0,
+            "last_write_seconds": 0.0,
+            "syncs": 0,
         }
 
     @property
     def stats(self) -> dict[str, Any]:
         """Counters: ``batches`` (worker runs), ``submissions``, ``changes``,
         ``transactions`` (Store.apply calls), ``retried_submissions``, ``failed_submissions``,
-        ``max_batch_size`` (changes in the largest batch), ``last_flush_seconds``."""
+        ``max_batch_size`` (changes in the largest batch), ``last_flush_seconds`` (the last
+        worker run), and with deferred sync ``syncs`` (WAL fsyncs) and ``last_write_seconds``
+        (the last write on the loop)."""
         return {**self._stats, "pending": len(self._pending), "in_flight": self._in_flight}
 
     def submit(self, changes: Sequence[Change]) -> asyncio.Future[None]:
@@ -119,7 +131,7 @@ class GroupCommitter:
         self._pending.append(_Submission(changes, future, self._seq, conditional))
         self._stats["submissions"] += 1
         self._stats["changes"] += len(changes)
-        if not self._scheduled and not self._in_flight:
+        if not self._scheduled and (self._deferred or not self._in_flight):
             # Run after the callbacks already queued for this iteration, so that all of
             # their submissions join this batch.
             self._scheduled = True
@@ -150,6 +162,9 @@ class GroupCommitter:
 
     def _dispatch(self) -> None:
         self._scheduled = False
+        if self._deferred:
+            self._write_unsynced()
+            return
         if self._in_flight or not self._pending:
             return
         batch: list[_Submission] = []
@@ -199,9 +214,87 @@ class GroupCommitter:
         if self._pending:  # what queued up while the worker was busy goes now, as one batch
             self._dispatch()
 
+    def _write_unsynced(self) -> None:
+        """Deferred sync: write everything pending now, on the loop; then sync off the loop."""
+        while self._pending:
+            batch: list[_Submission] = []
+            size = 0
+            while self._pending and (
+                not batch or size + len(self._pending[0].changes) <= self._max_batch
+            ):
+                submission = self._pending.popleft()
+                batch.append(submission)
+                size += len(submission.changes)
+            self._stats["batches"] += 1
+            self._stats["max_batch_size"] = max(self._stats["max_batch_size"], size)
+            try:
+                outcome = self._commit(batch, sync=False)
+                errors = outcome.errors
+                self._stats["transactions"] += outcome.transactions
+                self._stats["retried_submissions"] += outcome.retried
+                self._stats["last_write_seconds"] = outcome.seconds
+            except BaseException as exc:  # a bug in _commit: fail the batch, not the loop
+                errors = [exc] * len(batch)
+            for submission, error in zip(batch, errors, strict=True):
+                if error is None:
+                    self._unsynced.append(submission)
+                    continue
+                self._stats["failed_submissions"] += 1
+                if not submission.future.done():
+                    submission.future.set_exception(error)
+            self._written_seq = batch[-1].seq
+        if not self._in_flight:
+            self._start_sync()
+
+    def _start_sync(self) -> None:
+        covered, self._unsynced = self._unsynced, []
+        seq = self._written_seq
+        if not covered:
+            self._resolve_waiters(seq)
+            return
+        self._in_flight = True
+        self._stats["syncs"] += 1
+        assert self._loop is not None
+        started = time.perf_counter()
+        done = self._loop.run_in_executor(self._executor, self._store.sync)
+        done.add_done_callback(lambda f: self._synced(covered, seq, started, f))
+
+    def _synced(self, covered: list[_Submission], seq: int, started: float,
+                done: asyncio.Future[None]) -> None:
+        self._stats["last_flush_seconds"] = time.perf_counter() - started
+        try:
+            done.result()
+            error: BaseException | None = None
+        except BaseException as exc:
+            error = exc
+        for submission in covered:
+            if submission.future.done():
+                continue
+            if error is None:
+                submission.future.set_result(None)
+            else:
+                self._stats["failed_submissions"] += 1
+                submission.future.set_exception(error)
+        self._in_flight = False
+        self._resolve_waiters(seq)
+        if self._unsynced or self._written_seq > seq:
+            self._start_sync()
+
+    def _resolve_waiters(self, seq: int) -> None:
+        self._done_seq = max(self._done_seq, seq)
+        if self._waiters:
+            still = []
+            for target, waiter in self._waiters:
+                if target <= self._done_seq:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                else:
+                    still.append((target, waiter))
+            self._waiters = still
+
     # -- worker thread -------------------------------------------------------------------
 
-    def _commit(self, batch: list[_Submission]) -> _Outcome:
+    def _commit(self, batch: list[_Submission], *, sync: bool = True) -> _Outcome:
         started = time.perf_counter()
         errors: list[BaseException | None] = [None] * len(batch)
         transactions = retried = 0
@@ -209,7 +302,7 @@ class GroupCommitter:
         while index < len(batch):
             if batch[index].conditional:
                 transactions += 1
-                errors[index] = self._apply(batch[index].changes, coalesce=False)
+                errors[index] = self._apply(batch[index].changes, coalesce=False, sync=sync)
                 index += 1
                 continue
             end = index
@@ -218,21 +311,28 @@ class GroupCommitter:
             group = batch[index:end]
             transactions += 1
             if len(group) == 1:
-                errors[index] = self._apply(group[0].changes, coalesce=False)
+                errors[index] = self._apply(group[0].changes, coalesce=False, sync=sync)
             else:
                 merged = [change for submission in group for change in submission.changes]
-                if self._apply(merged, coalesce=True) is not None:
+                if self._apply(merged, coalesce=True, sync=sync) is not None:
                     # Find the culprit(s): each submission alone, each future its own result.
                     retried += len(group)
                     for offset, submission in enumerate(group):
                         transactions += 1
-                        errors[index + offset] = self._apply(submission.changes, coalesce=False)
+                        errors[index + offset] = self._apply(
+                            submission.changes, coalesce=False, sync=sync
+                        )
             index = end
         return _Outcome(errors, transactions, retried, time.perf_counter() - started)
 
-    def _apply(self, changes: Sequence[Change], *, coalesce: bool) -> BaseException | None:
+    def _apply(
+        self, changes: Sequence[Change], *, coalesce: bool, sync: bool = True
+    ) -> BaseException | None:
         try:
-            self._store.apply(changes, coalesce=coalesce)
+            if sync:
+                self._store.apply(changes, coalesce=coalesce)
+            else:
+                self._store.apply(changes, coalesce=coalesce, sync=False)
         except Exception as exc:
             return exc
         return None

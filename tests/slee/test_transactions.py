@@ -12,7 +12,7 @@ from slee import (
     Sbb,
     event_handler,
 )
-from slee.testing import SbbHarness
+from slee.testing import FakeActivity, SbbHarness
 from tests.slee.sbbs import PING, Ping
 
 NOTE = EventTypeId("test.Note", "slee.tests", "1.0")
@@ -149,3 +149,28 @@ def test_cmp_type_is_checked():
     with SbbHarness(Typed) as h:
         assert h.fire(PING, Ping(), h.activity()).failed == 1
         assert any("takes int" in m for m in h.traces.messages())
+
+
+def test_a_cmp_value_the_store_cannot_encode_rolls_the_transaction_back():
+    # NaN is not JSON: the entity's document cannot be written, so the transaction that
+    # assigned it must not commit (no state in memory that could never be made durable).
+    class Ratio(Sbb):
+        ratio = CmpField(float, default=1.0)
+        seen = CmpField(int, default=0)
+
+        @event_handler(PING, initial=True)
+        def on_ping(self, event, aci):
+            self.seen += 1
+            self.ratio = float(event.text)
+
+    with SbbHarness(Ratio) as h:
+        act = FakeActivity("persistent")  # an entity on it has a store document
+        h.container.start_activity("harness", act, act, persistent=True)
+        assert h.fire(PING, Ping("0.5"), act).failed == 0
+        outcome = h.fire(PING, Ping("nan"), act)
+        assert outcome.failed == 1
+        [entity] = h.entities()
+        assert entity.cmp["ratio"] == 0.5 and entity.cmp["seen"] == 1
+        assert h.fire(PING, Ping("0.25"), act).failed == 0  # the entity goes on
+        [entity] = h.entities()
+        assert entity.cmp["ratio"] == 0.25 and entity.cmp["seen"] == 2

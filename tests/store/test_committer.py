@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -232,3 +232,122 @@ def test_a_cancelled_future_still_gets_written(store: Store) -> None:
 
     run(main())
     assert store.get("ns", "k") == 1
+
+
+# -- deferred sync (file SQLite): written on the loop, fsynced by the worker ---------------
+
+
+class GatedSync:
+    """A file SQLite store whose sync() waits at a gate, and can be made to fail."""
+
+    defers_sync = True
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.syncs = 0
+        self.fail: Exception | None = None
+
+    def apply(self, changes: Sequence[Change], *, coalesce: bool = False, sync: bool = True) -> None:
+        assert sync is False  # the deferred path never asks for a synced write
+        self.store.apply(changes, coalesce=coalesce, sync=False)
+
+    def sync(self) -> None:
+        self.entered.set()
+        assert self.gate.wait(10)
+        self.syncs += 1
+        if self.fail is not None:
+            raise self.fail
+        self.store.sync()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path) -> Iterator[Store]:
+    s = Store.open(f"sqlite:///{tmp_path / 'slee.db'}")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def test_file_sqlite_defers_sync_and_others_do_not(store: Store, backend: str) -> None:
+    assert store.defers_sync is (backend == "sqlite")
+    assert Store.open("sqlite://").defers_sync is False  # in memory: nothing to sync
+
+
+def test_deferred_writes_are_visible_at_once_and_acknowledged_after_the_sync(sqlite_store: Store) -> None:
+    gated = GatedSync(sqlite_store)
+
+    async def main() -> None:
+        committer = GroupCommitter(gated)  # type: ignore[arg-type]
+        gated.gate.clear()
+        first = committer.submit([Put("ns", "a", 1)])
+        while not gated.entered.is_set():  # written, and the worker is in sync()
+            await asyncio.sleep(0.001)
+        assert sqlite_store.get("ns", "a") == 1  # committed before it is durable...
+        assert not first.done()  # ...but not acknowledged
+        later = [committer.submit([Put("ns", f"k{i}", i)]) for i in range(5)]
+        await asyncio.sleep(0.01)
+        assert sqlite_store.count("ns") == 6  # written on the loop while the sync waits
+        assert not any(f.done() for f in later)
+        gated.gate.set()
+        await asyncio.gather(first, *later)
+        await committer.close()
+        assert committer.stats["syncs"] == 2  # the later ones needed a sync of their own
+
+    run(main())
+    assert gated.syncs == 2
+
+
+def test_a_failed_sync_fails_every_write_it_covered(sqlite_store: Store) -> None:
+    gated = GatedSync(sqlite_store)
+    gated.fail = StoreError("cannot sync the write-ahead log: disk on fire")
+
+    async def main() -> list[BaseException | None]:
+        committer = GroupCommitter(gated)  # type: ignore[arg-type]
+        futures = [committer.submit([Put("ns", f"k{i}", i)]) for i in range(3)]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        gated.fail = None
+        await committer.submit([Put("ns", "after", 1)])  # the committer goes on
+        await committer.close()
+        return outcomes
+
+    outcomes = run(main())
+    assert all(isinstance(o, StoreError) and "disk on fire" in str(o) for o in outcomes)
+
+
+def test_deferred_conflict_fails_only_its_own_submission(sqlite_store: Store) -> None:
+    sqlite_store.apply([Put("ns", "k", 1)])
+
+    async def main() -> tuple[BaseException | None, ...]:
+        committer = GroupCommitter(sqlite_store)
+        ok = committer.submit([Put("ns", "x", 1)])
+        bad = committer.submit([Put("ns", "k", 2, expect_version=7)])
+        outcomes = await asyncio.gather(ok, bad, return_exceptions=True)
+        await committer.close()
+        return tuple(outcomes)
+
+    ok, bad = run(main())
+    assert ok is None and isinstance(bad, ConflictError)
+    assert sqlite_store.get("ns", "x") == 1 and sqlite_store.get("ns", "k") == 1
+
+
+def test_sync_checkpoints_a_large_wal_and_data_survives_reopening(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'slee.db'}"
+    store = Store.open(url)
+    for i in range(20):
+        store.apply([Put("ns", f"k{i:02d}-{j}", "x" * 500) for j in range(50)], sync=False)
+    database = tmp_path / "slee.db"
+    assert database.stat().st_size < 100_000  # everything is still in the WAL
+    store.sync(checkpoint_bytes=64 << 10)  # past 64 KiB: checkpointed into the database
+    assert database.stat().st_size > 500_000
+    store.apply([Put("ns", "last", 1)], sync=False)
+    store.sync(checkpoint_bytes=64 << 10)
+    store.close()
+    again = Store.open(url)
+    try:
+        assert again.count("ns") == 1001
+    finally:
+        again.close()
