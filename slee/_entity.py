@@ -231,6 +231,10 @@ class SbbEntity:
         # assignment, not once per write of the entity (a presentity's watcher map would
         # otherwise be re-encoded on every change of any field).
         dumps = _json.dumps
+        # Attachments to transient activities (SIP transactions) are not stored: they do
+        # not survive a restart, and attaching to one does not rewrite the document.
+        acs = self.container.activity_contexts_by_id
+        kept = [a for a in self.attached if (ac := acs.get(a)) is not None and ac.persistent]
         head = dumps({
             "service": str(self.service.id),
             "sbb": str(self.descriptor.id),
@@ -238,9 +242,9 @@ class SbbEntity:
             "relation": self.relation,
             "conv": self.convergence_name,
             "priority": self.priority,
-            "acs": sorted(self.attached),
+            "acs": sorted(kept),
             "children": self.children,
-            "masks": {ac: sorted(str(e) for e in evs) for ac, evs in self.masks.items()},
+            "masks": {ac: sorted(str(e) for e in evs) for ac, evs in self.masks.items() if ac in kept},
         })
         fields = ",".join([f"{dumps(k)}:{v}" for k, v in self._encoded_cmp().items()])
         txn.put("sbb", self.id, EncodedJson(f'{head[:-1]},"cmp":{{{fields}}}}}'))

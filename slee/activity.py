@@ -117,7 +117,8 @@ class ActivityContext:
         self._insert(entity)
         entity.attached.add(self.id)
         txn.record_undo(lambda: self._undo_attach(entity))
-        txn.mark_dirty(entity)
+        if self.persistent:  # the entity's document lists persistent attachments only
+            txn.mark_dirty(entity)
         self.touch(txn)
         return True
 
@@ -152,7 +153,8 @@ class ActivityContext:
                 entity.masks[self.id] = masks
 
         txn.record_undo(undo)
-        txn.mark_dirty(entity)
+        if self.persistent:
+            txn.mark_dirty(entity)
         self.touch(txn)
         self.container._after_detach(txn, self, entity)
         return True
