@@ -70,6 +70,8 @@ class GroupCommitter:
         *,
         loop: asyncio.AbstractEventLoop | None = None,
         max_batch: int = 5000,
+        sync_on_loop: bool = True,
+        checkpoint_bytes: int = 16 << 20,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -85,6 +87,9 @@ class GroupCommitter:
         self._done_seq = 0  # every submission up to this number has been resolved
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._deferred = bool(getattr(store, "defers_sync", False))
+        self._sync_on_loop = sync_on_loop
+        self._checkpoint_bytes = checkpoint_bytes
+        self._checkpointing = False
         self._unsynced: list[_Submission] = []  # written, waiting for the next sync
         self._written_seq = 0  # deferred sync: last submission number written
         self._stats: dict[str, Any] = {
@@ -252,6 +257,9 @@ class GroupCommitter:
         if not covered:
             self._resolve_waiters(seq)
             return
+        if self._sync_on_loop:
+            self._sync_here(covered, seq)
+            return
         self._in_flight = True
         self._stats["syncs"] += 1
         assert self._loop is not None
@@ -279,6 +287,40 @@ class GroupCommitter:
         self._resolve_waiters(seq)
         if self._unsynced or self._written_seq > seq:
             self._start_sync()
+
+    def _sync_here(self, covered: list[_Submission], seq: int) -> None:
+        """fsync on the loop itself: it blocks the loop for the flush (~0.5 ms), but a worker
+        thread returning from fsync must win the GIL back from a busy loop first, which
+        under load added milliseconds to every acknowledgement (measured p50 3 ms, spikes
+        of 30+ ms, for a 0.45 ms fsync). Checkpoints, which take long, stay off the loop."""
+        self._stats["syncs"] += 1
+        started = time.perf_counter()
+        error: BaseException | None = None
+        size = 0
+        try:
+            size = self._store.sync(checkpoint_bytes=None)
+        except BaseException as exc:
+            error = exc
+        self._stats["last_flush_seconds"] = time.perf_counter() - started
+        for submission in covered:
+            if submission.future.done():
+                continue
+            if error is None:
+                submission.future.set_result(None)
+            else:
+                self._stats["failed_submissions"] += 1
+                submission.future.set_exception(error)
+        self._resolve_waiters(seq)
+        if size > self._checkpoint_bytes and not self._checkpointing:
+            self._checkpointing = True
+            assert self._loop is not None
+            done = self._loop.run_in_executor(self._executor, self._store.checkpoint)
+            done.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self._checkpointing = False
+        if not done.cancelled() and done.exception() is not None:
+            self._stats["failed_checkpoints"] = self._stats.get("failed_checkpoints", 0) + 1
 
     def _resolve_waiters(self, seq: int) -> None:
         self._done_seq = max(self._done_seq, seq)

@@ -375,16 +375,16 @@ class Store:
             with conn.begin():
                 yield conn
 
-    def sync(self, *, checkpoint_bytes: int = 16 << 20) -> None:
+    def sync(self, *, checkpoint_bytes: int | None = 16 << 20) -> int:
         """Make every commit so far durable: fsync the WAL (file SQLite; elsewhere commits are
-        synced already). Past ``checkpoint_bytes`` of WAL, also checkpoint it into the
-        database (PASSIVE: writers go on meanwhile) so that it can start over.
+        synced already). Returns the WAL's size in bytes. Past ``checkpoint_bytes`` of WAL
+        (None: never), also :meth:`checkpoint` so that the WAL can start over.
 
-        Thread-safe; meant for a worker thread, since it waits for the disk.
+        Thread-safe. It waits for the disk: about half a millisecond on a local SSD.
         """
         self._check_open()
         if self._wal_path is None:
-            return
+            return 0
         with self._sync_lock:
             try:
                 fd = self._wal_fd
@@ -395,19 +395,29 @@ class Store:
                     try:
                         fd = self._wal_fd = os.open(self._wal_path, os.O_RDONLY)
                     except FileNotFoundError:
-                        return  # no WAL: every commit is in the database file already
+                        return 0  # no WAL: every commit is in the database file already
                 os.fsync(fd)
                 size = os.fstat(fd).st_size
             except OSError as exc:
                 raise StoreError(f"{self._masked}: cannot sync the write-ahead log: {exc}") from None
-            if size > checkpoint_bytes:
-                raw = self._engine.raw_connection()  # synchronous=FULL: syncs WAL and database
-                try:
-                    raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except Exception as exc:
-                    raise StoreError(f"{self._masked}: checkpoint failed: {exc}") from None
-                finally:
-                    raw.close()
+        if checkpoint_bytes is not None and size > checkpoint_bytes:
+            self.checkpoint()
+        return size
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database (PASSIVE: writers go on meanwhile), syncing both
+        (the pooled connections are ``synchronous=FULL``), so that the WAL can start over.
+        Takes milliseconds to seconds: run it off the event loop."""
+        self._check_open()
+        if self._wal_path is None:
+            return
+        raw = self._engine.raw_connection()
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except Exception as exc:
+            raise StoreError(f"{self._masked}: checkpoint failed: {exc}") from None
+        finally:
+            raw.close()
 
     def _db_error(self, exc: sa.exc.SQLAlchemyError) -> StoreError:
         orig = getattr(exc, "orig", None) or exc

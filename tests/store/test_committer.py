@@ -248,19 +248,24 @@ class GatedSync:
         self.gate.set()
         self.entered = threading.Event()
         self.syncs = 0
+        self.checkpoints = 0
         self.fail: Exception | None = None
 
     def apply(self, changes: Sequence[Change], *, coalesce: bool = False, sync: bool = True) -> None:
         assert sync is False  # the deferred path never asks for a synced write
         self.store.apply(changes, coalesce=coalesce, sync=False)
 
-    def sync(self) -> None:
+    def sync(self, checkpoint_bytes: int | None = 16 << 20) -> int:
         self.entered.set()
         assert self.gate.wait(10)
         self.syncs += 1
         if self.fail is not None:
             raise self.fail
-        self.store.sync()
+        return self.store.sync(checkpoint_bytes=checkpoint_bytes)
+
+    def checkpoint(self) -> None:
+        self.checkpoints += 1
+        self.store.checkpoint()
 
 
 @pytest.fixture
@@ -281,7 +286,7 @@ def test_deferred_writes_are_visible_at_once_and_acknowledged_after_the_sync(sql
     gated = GatedSync(sqlite_store)
 
     async def main() -> None:
-        committer = GroupCommitter(gated)  # type: ignore[arg-type]
+        committer = GroupCommitter(gated, sync_on_loop=False)  # type: ignore[arg-type]
         gated.gate.clear()
         first = committer.submit([Put("ns", "a", 1)])
         while not gated.entered.is_set():  # written, and the worker is in sync()
@@ -306,7 +311,7 @@ def test_a_failed_sync_fails_every_write_it_covered(sqlite_store: Store) -> None
     gated.fail = StoreError("cannot sync the write-ahead log: disk on fire")
 
     async def main() -> list[BaseException | None]:
-        committer = GroupCommitter(gated)  # type: ignore[arg-type]
+        committer = GroupCommitter(gated, sync_on_loop=False)  # type: ignore[arg-type]
         futures = [committer.submit([Put("ns", f"k{i}", i)]) for i in range(3)]
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         gated.fail = None
@@ -316,6 +321,26 @@ def test_a_failed_sync_fails_every_write_it_covered(sqlite_store: Store) -> None
 
     outcomes = run(main())
     assert all(isinstance(o, StoreError) and "disk on fire" in str(o) for o in outcomes)
+
+
+def test_sync_on_the_loop_acknowledges_after_the_fsync_and_reports_failures(sqlite_store: Store) -> None:
+    gated = GatedSync(sqlite_store)  # the gate is open: sync() runs through on the loop
+
+    async def main() -> tuple[list, int]:
+        committer = GroupCommitter(gated, checkpoint_bytes=1)  # type: ignore[arg-type]
+        await asyncio.gather(*(committer.submit([Put("ns", f"k{i}", i)]) for i in range(50)))
+        syncs = committer.stats["syncs"]
+        gated.fail = StoreError("cannot sync the write-ahead log: disk on fire")
+        failed = await asyncio.gather(committer.submit([Put("ns", "x", 1)]), return_exceptions=True)
+        gated.fail = None
+        await committer.close()  # waits for the checkpoint that checkpoint_bytes=1 started
+        return failed, syncs
+
+    failed, syncs = run(main())
+    assert syncs == 1 and gated.syncs == 2  # one fsync for the 50, one that failed
+    assert gated.checkpoints >= 1  # past checkpoint_bytes, off the loop
+    assert isinstance(failed[0], StoreError)
+    assert (sqlite_store.count("ns")) == 51  # written (not durable: its future failed)
 
 
 def test_deferred_conflict_fails_only_its_own_submission(sqlite_store: Store) -> None:
