@@ -101,7 +101,7 @@ class Server:
         await container.start()
         await self.manager.activate_restored_ra_entities()
         for name in cfg.deploy:
-            await self.manager.deploy(name, progress=lambda m: log.info("%s", m))
+            await self.manager.deploy(name)  # the manager logs its progress itself
 
         token = ensure_token(self.data_dir)
         api = ManagementApi(self.manager, info=self._info, on_stop=self.request_stop)
