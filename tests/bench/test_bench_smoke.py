@@ -88,7 +88,13 @@ def test_driver_against_pyudp_reports_every_workload_without_failures(tmp_path: 
     assert memory["registered"] == memory["subscribed"] == 100
     assert memory["failed"] == 0
     assert memory["idle"]["rss_kib"] > 0 and memory["processes"] == 1
-    assert memory["subscriptions"]["pss_kib"] >= memory["idle"]["pss_kib"] > 0
+    # Sampled, and per-entry figures derived. No growth is asserted: a process's PSS also
+    # moves when other processes sharing its pages (other Pythons, SIPp) come and go, and
+    # pyudp keeps next to nothing per entry.
+    for sample in ("idle", "registrations", "subscriptions"):
+        assert memory[sample]["pss_kib"] > 0 and memory[sample]["rss_kib"] > 0
+    assert isinstance(memory["per_registration_bytes"], float)
+    assert isinstance(memory["per_subscription_bytes"], float)
 
     # no reference to compare "ours" with: no ratios; the table was printed
     assert report["ratios"] == {}
