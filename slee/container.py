@@ -314,8 +314,7 @@ class Container:
                 return
             on_durable(None)
             return
-        future = committer.submit(changes)
-        future.add_done_callback(lambda f: on_durable(f.exception()))
+        committer.submit(changes, on_done=on_durable)
 
     def _store_result(self, error: BaseException | None) -> None:
         """Raise the store alarm on a failed write; clear it on the next one that succeeds."""

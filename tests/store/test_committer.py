@@ -376,3 +376,35 @@ def test_sync_checkpoints_a_large_wal_and_data_survives_reopening(tmp_path) -> N
         assert again.count("ns") == 1001
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("sync_on_loop", [True, False])
+def test_on_done_is_called_with_each_outcome_and_a_failing_callback_harms_nobody(
+    sqlite_store: Store, sync_on_loop: bool
+) -> None:
+    sqlite_store.apply([Put("ns", "k", 1)])
+    seen: list[tuple[str, BaseException | None]] = []
+
+    def record(name: str):
+        def on_done(error: BaseException | None) -> None:
+            seen.append((name, error))
+            if name == "broken":
+                raise RuntimeError("a bug in the caller's callback")
+        return on_done
+
+    async def main() -> None:
+        committer = GroupCommitter(sqlite_store, sync_on_loop=sync_on_loop)
+        futures = [
+            committer.submit([Put("ns", "a", 1)], on_done=record("broken")),
+            committer.submit([Put("ns", "k", 2, expect_version=9)], on_done=record("conflict")),
+            committer.submit([Put("ns", "b", 1)], on_done=record("ok")),
+        ]
+        await asyncio.gather(*futures, return_exceptions=True)
+        await committer.close()
+
+    run(main())
+    outcomes = dict(seen)
+    assert len(seen) == 3
+    assert outcomes["broken"] is None and outcomes["ok"] is None
+    assert isinstance(outcomes["conflict"], ConflictError)
+    assert sqlite_store.get("ns", "b") == 1
