@@ -196,9 +196,13 @@ class Container:
             if self._ready:
                 self.drain()
             if not self._ready and not self._tasks and not self._busy_acs():
-                if self._committer is not None:
-                    await self._committer.flush()
-                return True
+                committer = self._committer
+                if committer is None or committer.idle:
+                    return True
+                # Durable writes release acknowledgements, which may end activities and
+                # queue events: idle only once nothing is left to write either.
+                await committer.flush()
+                continue
             if loop.time() > deadline:
                 return False
             await asyncio.sleep(0 if self._ready else 0.001)
@@ -266,6 +270,8 @@ class Container:
             self._ready.append(ac)
         else:
             ac.queue = None  # long-lived idle activities (one per registered user) stay small
+            if ac.implicit_end:  # its last event may have been what kept it alive
+                self._check_implicit_end(None, ac)
 
     # ==================================================================================
     # transactions and the store
@@ -649,8 +655,11 @@ class Container:
         self._ac_by_activity[id(activity)] = ac
         return ac
 
-    def start_activity(self, ra_entity: str, handle: Hashable, activity: Any, *, persistent: bool = False) -> ActivityContext:
-        ac = self._new_ac(ra_entity, handle, activity, ra_entity, persistent=persistent)
+    def start_activity(self, ra_entity: str, handle: Hashable, activity: Any, *, persistent: bool = False,
+                       implicit_end: bool = False) -> ActivityContext:
+        """``implicit_end``: the activity ends by itself once no SBB is attached to it and it
+        has no names, timers or queued events (as null activities do)."""
+        ac = self._new_ac(ra_entity, handle, activity, ra_entity, persistent=persistent, implicit_end=implicit_end)
         if persistent:
             txn = current_transaction.get()
             if txn is not None:

@@ -72,9 +72,13 @@ class SleeEndpoint:
         self._container = container
         self._entity = entity
 
-    def start_activity(self, handle: Hashable, activity: Any, *, persistent: bool = False) -> None:
-        """Start an activity; ``persistent`` ones (with ``handle_key``) survive a restart."""
-        self._container.start_activity(self._entity.name, handle, activity, persistent=persistent)
+    def start_activity(self, handle: Hashable, activity: Any, *, persistent: bool = False,
+                       implicit_end: bool = False) -> None:
+        """Start an activity; ``persistent`` ones (with ``handle_key``) survive a restart;
+        ``implicit_end`` ones end by themselves once nothing is attached, named, timed or
+        queued on them (the RA hears of it through ``activity_ended``)."""
+        self._container.start_activity(self._entity.name, handle, activity, persistent=persistent,
+                                       implicit_end=implicit_end)
 
     def fire_event(self, handle: Hashable, event_type: EventTypeId, event: Any, address: Address | None = None,
                    callback: Callable[[EventOutcome], None] | None = None) -> None:

@@ -155,6 +155,11 @@ class GroupCommitter:
             loop.call_soon(self._dispatch)
         return future
 
+    @property
+    def idle(self) -> bool:
+        """True when every submission so far has been written (and synced) or has failed."""
+        return self._done_seq >= self._seq
+
     async def flush(self) -> None:
         """Wait until everything submitted so far has been written or has failed.
 

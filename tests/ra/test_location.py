@@ -200,3 +200,42 @@ def test_bindings_survive_a_restart_with_a_real_sqlite_store(tmp_path: Path):
 
     run(first())
     run(second())
+
+
+def test_an_aor_activity_nothing_is_attached_to_ends_after_its_events():
+    # One activity context per registered AOR would cost every registration memory for
+    # nothing: with no service attached, the AOR's activity ends once its event is
+    # delivered, and the next change starts a new one.
+    async def main():
+        c, ra = await start(recorder=False)
+        loc = ra.provider
+        now = time.time()
+        for contact in ("sip:a@h", "sip:b@h"):
+            with c.transaction():
+                loc.save(ALICE, [binding(contact, now + 600)], "registered")
+            assert await c.wait_idle(5)
+            assert ra._activities == {}
+            assert not [k for k in c.activity_contexts if k[0] == "location"]
+        assert ra.fired == 2
+        await c.stop()
+
+    run(main())
+
+
+def test_an_aor_activity_a_service_is_attached_to_lives_on():
+    async def main():
+        c, ra = await start()  # the Recorder's root entity attaches to the AOR's activity
+        loc = ra.provider
+        now = time.time()
+        ids = []
+        for contact in ("sip:a@h", "sip:b@h"):
+            with c.transaction():
+                loc.save(ALICE, [binding(contact, now + 600)], "registered")
+            assert await c.wait_idle(5)
+            [ac] = [ac for k, ac in c.activity_contexts.items() if k[0] == "location"]
+            ids.append(ac.id)
+        assert ids[0] == ids[1]
+        assert [s[0] for s in SEEN] == ["registered", "changed"]
+        await c.stop()
+
+    run(main())

@@ -137,7 +137,10 @@ class LocationResourceAdaptor(ResourceAdaptor):
         activity = self._activities.get(event.aor)
         if activity is None or not endpoint.activity_exists(activity):
             activity = AorActivity(event.aor, next(self._generations))
-            endpoint.start_activity(activity, activity)
+            # Ends once its events are delivered unless a service attached to it (a
+            # presentity someone watches): one activity context per registered AOR would
+            # cost every registration ~0.5 KiB for nothing.
+            endpoint.start_activity(activity, activity, implicit_end=True)
             self._activities[event.aor] = activity
         try:
             endpoint.fire_event(activity, event_type, event, Address("sip", event.aor))
