@@ -303,7 +303,7 @@ class Container:
             entity.obj.sbb_store()
         if txn.gc:
             for root in list(dict.fromkeys(txn.gc)):
-                if not root.removed and self._attachment_count(root) == 0:
+                if not root.removed and not self._tree_attached(root):
                     self._remove_entity_tree(root)
             txn.gc.clear()
 
@@ -953,14 +953,18 @@ class Container:
             return sbb_local._slee_entity
         raise TypeError(f"{sbb_local!r} is not an SBB local object")
 
-    def _attachment_count(self, entity: SbbEntity) -> int:
-        count = len(entity.attached)
+    def _tree_attached(self, entity: SbbEntity) -> bool:
+        """Whether anything in the entity's tree is attached to an activity; stops at the
+        first attachment (a presentity's tree has a child per watcher)."""
+        if entity.attached:
+            return True
+        entities = self.entities
         for kids in entity.children.values():
             for cid in kids:
-                child = self.entities.get(cid)
-                if child is not None:
-                    count += self._attachment_count(child)
-        return count
+                child = entities.get(cid)
+                if child is not None and self._tree_attached(child):
+                    return True
+        return False
 
     def _root_of(self, entity: SbbEntity) -> SbbEntity:
         while entity.parent_id is not None:
