@@ -139,6 +139,17 @@ def memory_kib(pid: int) -> dict[str, int]:
     return totals
 
 
+def options(host: str, port: int, lport: int, tag: str, n: int) -> bytes:
+    """An OPTIONS from 127.0.0.1:lport; ``tag`` names its branch and Call-ID."""
+    return (
+        f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK{tag}\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:probe@bench.invalid>;tag=p\r\n"
+        f"To: <sip:{host}>\r\nCall-ID: {tag}-{lport}\r\nCSeq: {n + 1} OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
 def probe(host: str, port: int, deadline: float) -> bool:
     """True once anything answers an OPTIONS on host:port before ``deadline``."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -148,14 +159,7 @@ def probe(host: str, port: int, deadline: float) -> bool:
         for n in itertools.count():
             if time.monotonic() > deadline:
                 return False
-            message = (
-                f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bKprobe{n}\r\n"
-                "Max-Forwards: 70\r\nFrom: <sip:probe@bench.invalid>;tag=p\r\n"
-                f"To: <sip:{host}>\r\nCall-ID: probe{n}-{lport}\r\nCSeq: {n + 1} OPTIONS\r\n"
-                "Content-Length: 0\r\n\r\n"
-            )
-            sock.sendto(message.encode(), (host, port))
+            sock.sendto(options(host, port, lport, f"probe{n}", n), (host, port))
             with contextlib.suppress(TimeoutError, ConnectionRefusedError):
                 if sock.recv(65535).startswith(b"SIP/2.0 "):
                     return True
@@ -174,15 +178,8 @@ def wait_responsive(host: str, port: int, deadline: float, *, within: float = 0.
         for n in itertools.count():
             if time.monotonic() > deadline:
                 return None
-            message = (
-                f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bKsettle{n}\r\n"
-                "Max-Forwards: 70\r\nFrom: <sip:probe@bench.invalid>;tag=s\r\n"
-                f"To: <sip:{host}>\r\nCall-ID: settle{n}-{lport}\r\nCSeq: {n + 1} OPTIONS\r\n"
-                "Content-Length: 0\r\n\r\n"
-            )
             sent = time.monotonic()
-            sock.sendto(message.encode(), (host, port))
+            sock.sendto(options(host, port, lport, f"settle{n}", n), (host, port))
             sock.settimeout(1.0)
             answered = False
             with contextlib.suppress(TimeoutError, ConnectionRefusedError):

@@ -107,6 +107,7 @@ class GroupCommitter:
             "last_flush_seconds": 0.0,
             "last_write_seconds": 0.0,
             "syncs": 0,
+            "failed_checkpoints": 0,
         }
 
     @property
@@ -114,7 +115,7 @@ class GroupCommitter:
         """Counters: ``batches`` (worker runs), ``submissions``, ``changes``,
         ``transactions`` (Store.apply calls), ``retried_submissions``, ``failed_submissions``,
         ``max_batch_size`` (changes in the largest batch), ``last_flush_seconds`` (the last
-        worker run), and with deferred sync ``syncs`` (WAL fsyncs) and ``last_write_seconds``
+        worker run), and with deferred sync ``syncs`` (WAL fsyncs), ``failed_checkpoints`` and ``last_write_seconds``
         (the last write on the loop)."""
         return {**self._stats, "pending": len(self._pending), "in_flight": self._in_flight}
 
@@ -189,6 +190,26 @@ class GroupCommitter:
             return
         if self._in_flight or not self._pending:
             return
+        batch = self._take_batch()
+        self._in_flight = True
+        assert self._loop is not None
+        done = self._loop.run_in_executor(self._executor, self._commit, batch)
+        done.add_done_callback(lambda f: self._committed(batch, f))
+
+    def _committed(self, batch: list[_Submission], done: asyncio.Future[_Outcome]) -> None:
+        try:
+            outcome = done.result()
+        except BaseException as exc:  # a bug in _commit or a dead executor: fail them all
+            outcome = exc
+        for submission, error in zip(batch, self._errors(batch, outcome, "last_flush_seconds"), strict=True):
+            self._resolve(submission, error)
+        self._in_flight = False
+        self._resolve_waiters(batch[-1].seq)
+        if self._pending:  # what queued up while the worker was busy goes now, as one batch
+            self._dispatch()
+
+    def _take_batch(self) -> list[_Submission]:
+        """The oldest pending submissions, up to ``max_batch`` changes (at least one)."""
         batch: list[_Submission] = []
         size = 0
         while self._pending and (
@@ -197,67 +218,33 @@ class GroupCommitter:
             submission = self._pending.popleft()
             batch.append(submission)
             size += len(submission.changes)
-        self._in_flight = True
         self._stats["batches"] += 1
         self._stats["max_batch_size"] = max(self._stats["max_batch_size"], size)
-        assert self._loop is not None
-        done = self._loop.run_in_executor(self._executor, self._commit, batch)
-        done.add_done_callback(lambda f: self._committed(batch, f))
+        return batch
 
-    def _committed(self, batch: list[_Submission], done: asyncio.Future[_Outcome]) -> None:
-        try:
-            outcome = done.result()
-            errors = outcome.errors
-            self._stats["transactions"] += outcome.transactions
-            self._stats["retried_submissions"] += outcome.retried
-            self._stats["last_flush_seconds"] = outcome.seconds
-        except BaseException as exc:  # a bug in _commit or a dead executor: fail them all
-            errors = [exc] * len(batch)
-        for submission, error in zip(batch, errors, strict=True):
-            if error is not None:
-                self._stats["failed_submissions"] += 1
-            self._resolve(submission, error)
-        self._done_seq = batch[-1].seq
-        self._in_flight = False
-        if self._waiters:
-            still = []
-            for target, waiter in self._waiters:
-                if target <= self._done_seq:
-                    if not waiter.done():
-                        waiter.set_result(None)
-                else:
-                    still.append((target, waiter))
-            self._waiters = still
-        if self._pending:  # what queued up while the worker was busy goes now, as one batch
-            self._dispatch()
+    def _errors(self, batch: list[_Submission], outcome: _Outcome | BaseException,
+                seconds_key: str) -> list[BaseException | None]:
+        """Each submission's error from a commit's outcome (all fail if the commit raised)."""
+        if isinstance(outcome, BaseException):
+            return [outcome] * len(batch)
+        self._stats["transactions"] += outcome.transactions
+        self._stats["retried_submissions"] += outcome.retried
+        self._stats[seconds_key] = outcome.seconds
+        return outcome.errors
 
     def _write_unsynced(self) -> None:
         """Deferred sync: write everything pending now, on the loop; then sync off the loop."""
         while self._pending:
-            batch: list[_Submission] = []
-            size = 0
-            while self._pending and (
-                not batch or size + len(self._pending[0].changes) <= self._max_batch
-            ):
-                submission = self._pending.popleft()
-                batch.append(submission)
-                size += len(submission.changes)
-            self._stats["batches"] += 1
-            self._stats["max_batch_size"] = max(self._stats["max_batch_size"], size)
+            batch = self._take_batch()
             try:
-                outcome = self._commit(batch, sync=False)
-                errors = outcome.errors
-                self._stats["transactions"] += outcome.transactions
-                self._stats["retried_submissions"] += outcome.retried
-                self._stats["last_write_seconds"] = outcome.seconds
+                outcome: _Outcome | BaseException = self._commit(batch, sync=False)
             except BaseException as exc:  # a bug in _commit: fail the batch, not the loop
-                errors = [exc] * len(batch)
-            for submission, error in zip(batch, errors, strict=True):
+                outcome = exc
+            for submission, error in zip(batch, self._errors(batch, outcome, "last_write_seconds"), strict=True):
                 if error is None:
                     self._unsynced.append(submission)
-                    continue
-                self._stats["failed_submissions"] += 1
-                self._resolve(submission, error)
+                else:
+                    self._resolve(submission, error)
             self._written_seq = batch[-1].seq
         if not self._in_flight:
             self._start_sync()
@@ -287,8 +274,6 @@ class GroupCommitter:
         except BaseException as exc:
             error = exc
         for submission in covered:
-            if error is not None:
-                self._stats["failed_submissions"] += 1
             self._resolve(submission, error)
         self._in_flight = False
         self._resolve_waiters(seq)
@@ -310,8 +295,6 @@ class GroupCommitter:
             error = exc
         self._stats["last_flush_seconds"] = time.perf_counter() - started
         for submission in covered:
-            if error is not None:
-                self._stats["failed_submissions"] += 1
             self._resolve(submission, error)
         self._resolve_waiters(seq)
         if size > self._checkpoint_bytes and not self._checkpointing:
@@ -323,9 +306,11 @@ class GroupCommitter:
     def _checkpointed(self, done: asyncio.Future[None]) -> None:
         self._checkpointing = False
         if not done.cancelled() and done.exception() is not None:
-            self._stats["failed_checkpoints"] = self._stats.get("failed_checkpoints", 0) + 1
+            self._stats["failed_checkpoints"] += 1
 
     def _resolve(self, submission: _Submission, error: BaseException | None) -> None:
+        if error is not None:
+            self._stats["failed_submissions"] += 1
         future = submission.future
         if not future.done():  # else cancelled by its caller
             if error is None:
