@@ -125,12 +125,18 @@ class Cli:
         from slee.store import StoreError
 
         a = self.args
+        if a.workers < 1:
+            raise CliError(f"--workers must be 1 or more, not {a.workers}")
         configure_logging(a.log_level)
         config = ServerConfig(data_dir=self.data, store_url=a.store, mgmt_host=a.mgmt_host, mgmt_port=a.mgmt_port,
                               sip_host=a.sip_host, sip_port=a.sip_port, deploy=tuple(a.deploy or ()),
                               recipes_dir=Path(a.recipes).resolve() if a.recipes else None,
                               variables=_pairs(a.set, "--set"), gc_threshold=a.gc_threshold)
         try:
+            if a.workers > 1:
+                from slee.workers import serve_workers
+
+                return asyncio.run(serve_workers(config, a.workers))
             return asyncio.run(serve(config))
         except (StartError, NotLoopbackError, StoreError, OSError) as exc:
             raise CliError(f"cannot start: {exc}") from None
@@ -403,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--gc-threshold", type=int, default=100_000, metavar="N",
                    help="allocations between young-generation GC runs (0: CPython's default tuning)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="N container processes sharing the SIP port, one per core (default 1; see docs/operations.md)")
 
     p = cmd("stop", "stop the running container cleanly")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to exit")

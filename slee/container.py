@@ -36,6 +36,7 @@ from slee.activity import (
     NullActivityFactory,
 )
 from slee.clock import Clock, SystemClock
+from slee.cluster import WorkerInfo
 from slee.errors import (
     ActivityAlreadyExistsError,
     ActivityIsEndingError,
@@ -86,6 +87,7 @@ class ContainerConfig:
     drain_budget: int = 512  # events processed per loop turn before yielding to I/O
     pool_size: int = 64  # pooled SBB objects kept per SBB class
     max_ready_objects: int = 20_000  # SBB objects kept bound to entities; beyond, LRU ones passivate
+    worker: WorkerInfo | None = None  # this container is one of several worker processes (slee.workers)
 
 
 @dataclass(slots=True)

@@ -29,7 +29,8 @@ from typing import Any
 from aiohttp import web
 
 from slee import __version__
-from slee.container import Container
+from slee.cluster import WorkerInfo
+from slee.container import Container, ContainerConfig
 from slee.deploy import DeploymentManager
 from slee.management import ManagementApi, check_loopback, ensure_token
 from slee.management._files import remove_endpoint, write_endpoint
@@ -56,6 +57,7 @@ class ServerConfig:
     variables: dict[str, str] = field(default_factory=dict)
     shutdown_timeout: float = 10.0
     gc_threshold: int = 100_000  # allocations between young-generation collections (CPython: 700)
+    worker: WorkerInfo | None = None  # one of several worker processes (slee.workers)
 
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.data_dir.resolve() / 'slee.db'}"
@@ -89,7 +91,7 @@ class Server:
         self._lock()
         url = cfg.resolved_store_url()
         self.store = Store.open(url)
-        container = self.container = Container(store=self.store)
+        container = self.container = Container(store=self.store, config=ContainerConfig(worker=cfg.worker))
         for ra_cls in discover_resource_adaptors().values():
             container.install_ra(ra_cls)
         variables = {"sip_host": cfg.sip_host, "sip_port": str(cfg.sip_port), "data_dir": str(self.data_dir),
@@ -134,23 +136,19 @@ class Server:
         return out
 
     def _info(self) -> dict[str, Any]:
+        worker = self.config.worker
         return {"pid": os.getpid(), "data_dir": str(self.data_dir), "started": self.started_at,
+                **({"worker": worker.index} if worker is not None else {}),
                 "uptime": round(time.time() - self.started_at, 3),
                 "store": mask_url(self.config.resolved_store_url()), "listening": self.addresses}
 
     def _lock(self) -> None:
-        path = self.data_dir / "slee.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            other = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            raise StartError(f"a container (pid {other or '?'}) already runs with data dir {self.data_dir}; "
-                             "stop it with bin/slee stop, or use another --data") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        self._lock_fd = lock_data_dir(self.data_dir)
+        if self.config.worker is None and (self.data_dir / "workers.json").exists():
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise StartError(f"{self.data_dir} holds the stores of a worker group; start it with --workers "
+                             "(see workers.json there), or use another --data")
 
     # -- run and stop -------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -176,6 +174,22 @@ class Server:
             os.close(self._lock_fd)
             self._lock_fd = None
         log.info("stopped")
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Take the data dir's flock (one container or supervisor per dir); write our pid into it."""
+    path = data_dir / "slee.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        other = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        raise StartError(f"a container (pid {other or '?'}) already runs with data dir {data_dir}; "
+                         "stop it with bin/slee stop, or use another --data") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def _fmt(host: str) -> str:
@@ -220,9 +234,10 @@ async def serve(config: ServerConfig, *, ready: Any = None) -> int:
                 loop.remove_signal_handler(sig)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, prefix: str = "") -> None:
+    """Log to stderr; ``prefix`` tells apart the lines of several worker processes."""
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s")
 
 
-__all__ = ["Server", "ServerConfig", "StartError", "default_recipes_dir", "serve"]
+__all__ = ["Server", "ServerConfig", "StartError", "default_recipes_dir", "lock_data_dir", "serve"]

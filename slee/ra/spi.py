@@ -125,6 +125,12 @@ class ResourceAdaptorContext:
     def profiles(self) -> Any:
         return self.container.profiles
 
+    @property
+    def worker(self) -> Any:
+        """`slee.workers.WorkerInfo` when this container is one of several worker processes
+        sharing the RA's network endpoints, else None."""
+        return self.container.config.worker
+
 
 class ResourceAdaptor:
     """Base class of resource adaptors. Override what you need."""

@@ -6,14 +6,17 @@ hands every message to one callback together with the `Peer` it came from.
 """
 
 from slee.transport._config import TransportConfig
+from slee.transport._shard import ShardConfig, shard_of_uri
 from slee.transport._stun import is_stun, stun_binding_response
 from slee.transport._transport import MessageHandler, SipTransport, TransportErrorHandler
 
 __all__ = [
     "MessageHandler",
+    "ShardConfig",
     "SipTransport",
     "TransportConfig",
     "TransportErrorHandler",
     "is_stun",
+    "shard_of_uri",
     "stun_binding_response",
 ]

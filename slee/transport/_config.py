@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from slee.transport._shard import ShardConfig
+
 __all__ = ["TransportConfig"]
 
 
@@ -40,6 +42,9 @@ class TransportConfig:
     """Bytes queued for one TCP peer before it is treated as a stalled reader and closed."""
     tcp_backlog: int = 1024
     """listen() backlog: a registration storm after a restart arrives all at once."""
+    shard: ShardConfig | None = None
+    """Worker ``shard.index`` of ``shard.count`` sharing this port (SO_REUSEPORT); messages
+    owned by another worker are handed to it (see `slee.transport._shard`)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -51,5 +56,7 @@ class TransportConfig:
         if self.max_connections < 1 or self.max_write_buffer < self.max_message_size:
             raise ValueError("max_connections must be >= 1 and max_write_buffer must hold "
                              "at least one message of max_message_size")
+        if self.shard is not None and self.shard.count > 1 and self.port == 0:
+            raise ValueError("workers sharing a port need a fixed port, not 0")
         if self.tcp_idle_timeout < 0 or self.connect_timeout <= 0:
             raise ValueError("tcp_idle_timeout must be >= 0 and connect_timeout > 0")

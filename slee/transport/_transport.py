@@ -21,6 +21,7 @@ from slee.sip._message import Request, Response
 from slee.sip._parser import parse_message
 from slee.sip._validate import error_response
 from slee.transport._config import TransportConfig
+from slee.transport._shard import WorkerMesh, owner_of
 from slee.transport._stun import is_stun, stun_binding_response
 from slee.transport._tcp import TcpConnection
 from slee.transport._udp import UdpEndpoint
@@ -38,8 +39,10 @@ _STAT_NAMES = (
     "messages_in", "messages_out", "parse_errors", "error_responses_sent", "keepalives_in",
     "stun_requests", "handler_errors", "send_errors", "udp_errors", "connections_accepted",
     "connections_refused", "connections_outbound", "connect_failures", "write_overflows",
-    "idle_closes", "bytes_in", "bytes_out",
+    "idle_closes", "bytes_in", "bytes_out", "handed_over", "taken_over", "sent_for_worker",
+    "sent_by_worker",
 )
+_REMOTE_FLOWS_MAX = 100_000
 _STREAM_TRANSPORTS = frozenset({"tcp"})
 
 
@@ -74,6 +77,11 @@ class SipTransport:
         self._started = False
         self._closed = False
         self._guessed_host: str | None = None
+        shard = config.shard
+        self._shard = shard if shard is not None and shard.count > 1 else None
+        self._mesh: WorkerMesh | None = None
+        self._remote_flows: dict[tuple[str, int], int] = {}
+        """TCP peers whose connection another worker holds: (host, port) -> that worker."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -90,11 +98,13 @@ class SipTransport:
             tcp_sock = udp_sock = None
             try:
                 if self.config.tcp:
-                    tcp_sock = _bind(family, socket.SOCK_STREAM, host, port, "TCP")
+                    tcp_sock = _bind(family, socket.SOCK_STREAM, host, port, "TCP",
+                                     reuse_port=self._shard is not None)
                     tcp_sock.listen(self.config.tcp_backlog)
                     port = tcp_sock.getsockname()[1]
                 if self.config.udp:
-                    udp_sock = _bind(family, socket.SOCK_DGRAM, host, port, "UDP", self.config.udp_buffer)
+                    udp_sock = _bind(family, socket.SOCK_DGRAM, host, port, "UDP", self.config.udp_buffer,
+                                     reuse_port=self._shard is not None)
                     port = udp_sock.getsockname()[1]
             except OSError as exc:
                 for sock in (tcp_sock, udp_sock):
@@ -106,6 +116,9 @@ class SipTransport:
                 self._started = False
                 raise
             break
+        if self._shard is not None:
+            self._mesh = WorkerMesh(self._shard, self._handed_over)
+            await self._mesh.start()
         if tcp_sock is not None:
             self._server = await loop.create_server(
                 self._accept_factory, sock=tcp_sock, backlog=self.config.tcp_backlog
@@ -149,6 +162,8 @@ class SipTransport:
             self._udp.transport.close()
         self._udp = None
         self._udp_sock = None
+        if self._mesh is not None:
+            await self._mesh.close()
         await asyncio.sleep(0)  # let the transports' connection_lost callbacks run
 
     # -- introspection -----------------------------------------------------------------------
@@ -184,6 +199,8 @@ class SipTransport:
         """Counters since start (a copy); ``connections_open`` is the current count."""
         stats = dict(self._stats)
         stats["connections_open"] = len(self._connections)
+        if self._mesh is not None:
+            stats["worker_frames_dropped"] = self._mesh.stats["frames_dropped"]
         return stats
 
     def connection_for(self, host: str, port: int) -> int | None:
@@ -290,7 +307,7 @@ class SipTransport:
         ip = infos[0][4][0]
         self._send_udp(data, Peer("udp", ip, destination.port, None))
 
-    def _send_stream(self, data: bytes, destination: Peer) -> None:
+    def _send_stream(self, data: bytes, destination: Peer, allow_handover: bool = True) -> None:
         connection = None
         if destination.connection_id is not None:
             connection = self._connections.get(destination.connection_id)
@@ -303,6 +320,12 @@ class SipTransport:
                     and not connection.is_open:
                 connection = None
         if connection is None:
+            worker = self._remote_flows.get((_normalize_host(destination.host), destination.port))
+            if worker is not None and self._mesh is not None and allow_handover:
+                # Another worker holds the client's connection (it received the request).
+                self._stats["sent_by_worker"] += 1
+                self._mesh.send(worker, "out", destination, data)
+                return
             self._connect(data, destination)
             return
         if connection.transport is None:  # still connecting: queue behind the others
@@ -461,10 +484,16 @@ class SipTransport:
             if self._by_address.get(key) is connection:
                 del self._by_address[key]
 
-    def _dispatch(self, data: bytes, source: Peer, *, datagram: bool) -> None:
+    def _dispatch(self, data: bytes, source: Peer, *, datagram: bool, mine: bool = False) -> None:
         try:
             message = parse_message(data, datagram=datagram,
                                     max_size=self.config.max_message_size)
+            shard = self._shard
+            if shard is not None and not mine:
+                owner = owner_of(message, shard.count)
+                if owner is not None and owner != shard.index:
+                    self._hand_over(owner, data, source)
+                    return
             if isinstance(message, Request):
                 apply_received(message, source)  # RFC 3261 §18.2.1, RFC 3581 §4
         except SipParseError as exc:
@@ -481,6 +510,29 @@ class SipTransport:
             self._stats["handler_errors"] += 1
             logger.exception("SIP message handler failed on a message from %s",
                              _hostport(source.host, source.port))
+
+    def _hand_over(self, owner: int, data: bytes, source: Peer) -> None:
+        """Give a message to the worker that owns it, with where it came from."""
+        assert self._mesh is not None
+        self._stats["handed_over"] += 1
+        self._mesh.send(owner, "in", source, data)
+
+    def _handed_over(self, op: str, origin: int, peer: Peer, data: bytes) -> None:
+        """A frame from another worker: a message it received for us, or a send it asks for."""
+        if op == "in":
+            self._stats["taken_over"] += 1
+            if peer.transport in _STREAM_TRANSPORTS:
+                flows = self._remote_flows
+                if len(flows) >= _REMOTE_FLOWS_MAX:
+                    del flows[next(iter(flows))]  # oldest first; a stale entry only costs a connect
+                flows[(peer.host, peer.port)] = origin
+            self._dispatch(data, peer, datagram=peer.transport == "udp", mine=True)
+        elif op == "out" and not self._closed:
+            self._stats["sent_for_worker"] += 1
+            if peer.transport in _STREAM_TRANSPORTS:
+                self._send_stream(data, peer, allow_handover=False)
+            else:
+                self.send(data, peer)
 
     def _answer_error(self, data: bytes, error: SipParseError, source: Peer) -> None:
         try:
@@ -521,9 +573,13 @@ def _family_of(host: str) -> socket.AddressFamily:
 
 
 def _bind(family: socket.AddressFamily, kind: socket.SocketKind, host: str, port: int,
-          label: str, udp_buffer: int = 256 << 10) -> socket.socket:
+          label: str, udp_buffer: int = 256 << 10, *, reuse_port: bool = False) -> socket.socket:
     sock = socket.socket(family, kind)
     try:
+        if reuse_port:
+            # Workers of one server share the port on purpose; the kernel spreads datagrams
+            # and connections over them by address hash (see slee.transport._shard).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if kind == socket.SOCK_DGRAM:
             # See TransportConfig.udp_buffer: a queue of well under a second of traffic.
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):

@@ -36,6 +36,7 @@ class SipEngine(Protocol):
     port: int
     transports: tuple[str, ...]
     server_header: str | None
+    branch_prefix: str  # "z9hG4bK", or "z9hG4bK-w<N>-" naming this worker (slee.transport._shard)
 
     def transmit_response(self, st: ServerTransactionActivity, response: Response) -> None: ...
     def transmit_request(self, ct: ClientTransactionActivity) -> None: ...
@@ -98,9 +99,10 @@ class SipProvider:
     def new_tag() -> str:
         return new_tag()
 
-    @staticmethod
-    def new_branch() -> str:
-        return MAGIC_COOKIE + random_hex(8)
+    def new_branch(self) -> str:
+        """A fresh RFC 3261 branch; with several workers it names this one, so the responses
+        find their way back to the worker holding the client transaction."""
+        return self._engine.branch_prefix + random_hex(8)
 
     def new_call_id(self) -> str:
         return f"{random_hex(10)}@{self._engine.host}"

@@ -43,6 +43,7 @@ class FakeSipNetwork:
     port: int = 5060
     transports: tuple[str, ...] = ("udp", "tcp")
     server_header: str | None = "slee-test"
+    branch_prefix: str = "z9hG4bK"
     responses: list[Response] = field(default_factory=list)
     requests: list[SentRequest] = field(default_factory=list)
     stateless: list[tuple[Request | Response, Peer | None]] = field(default_factory=list)

@@ -1,0 +1,221 @@
+"""Several worker processes on one SIP port: who owns a message, and the hand-off between them.
+
+Every worker binds the same UDP and TCP port with SO_REUSEPORT, so the kernel hands each
+datagram or connection to one of them by a hash of the addresses: all traffic of one client
+(or of a proxy, or of SIPp) lands on one worker. State, though, lives per address-of-record
+(a user's bindings, publications and watchers), so each AOR has one owner worker, chosen by a
+stable hash, and a message that arrives at another worker is handed to its owner over a Unix
+stream socket, with the address it came from. The owner answers from its own socket on the
+shared port, so the client sees one server. Responses find the worker that sent the request
+by the worker number in the top Via branch (``z9hG4bK-w<N>-...``).
+
+Who owns a request: REGISTER and in-dialog requests (To tag present) by the To URI, other
+requests by the Request-URI; both reduce to ``user@host`` so REGISTER To, SUBSCRIBE/PUBLISH/
+MESSAGE Request-URI and in-dialog To of one user agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from slee.cluster import WorkerInfo
+from slee.sip._addressing import Peer
+from slee.sip._message import Request, Response
+from slee.sip._uri import SipURI, parse_uri
+
+__all__ = ["BRANCH_PREFIX", "ShardConfig", "WorkerMesh", "branch_worker", "owner_of", "shard_of_uri"]
+
+logger = logging.getLogger("slee.transport")
+
+BRANCH_PREFIX = "z9hG4bK-w"
+_LENGTH = struct.Struct("!I")
+_MAX_QUEUED = 32 << 20  # bytes queued for a worker that is not (yet) connected
+
+
+ShardConfig = WorkerInfo
+"""This transport is worker ``index`` of ``count`` on one port; ``run_dir`` holds the Unix
+sockets the workers hand messages over (``w<index>.sock``)."""
+
+
+def _socket_path(config: ShardConfig, index: int) -> str:
+    return str(Path(config.run_dir) / f"w{index}.sock")
+
+
+def _aor_key(uri: Any) -> str:
+    if isinstance(uri, str):
+        uri = parse_uri(uri)
+    if isinstance(uri, SipURI):
+        return f"{uri.user or ''}@{uri.host.lower()}"
+    return str(uri)
+
+
+def shard_of_uri(uri: Any, count: int) -> int:
+    """The worker that owns the address-of-record of ``uri`` (the same in every process)."""
+    if count <= 1:
+        return 0
+    return zlib.crc32(_aor_key(uri).encode("utf-8", "surrogateescape")) % count
+
+
+def branch_worker(branch: str | None) -> int | None:
+    """The worker number a branch minted by `SipProvider.new_branch` carries, else None."""
+    if not branch or not branch.startswith(BRANCH_PREFIX):
+        return None
+    end = branch.find("-", len(BRANCH_PREFIX))
+    digits = branch[len(BRANCH_PREFIX):end]
+    return int(digits) if end > 0 and digits.isdigit() else None
+
+
+def owner_of(message: Request | Response, count: int) -> int | None:
+    """The worker that must handle ``message``; None when any worker may (stray responses)."""
+    if isinstance(message, Response):
+        worker = branch_worker(message.top_via.branch)
+        return worker if worker is not None and worker < count else None
+    if message.method == "REGISTER" or message.to_tag:
+        return shard_of_uri(message.to.uri, count)
+    return shard_of_uri(message.uri, count)
+
+
+FrameHandler = Callable[[str, int, Peer, bytes], None]
+"""(op, origin worker, peer, data): op "in" is a message origin received from peer; op "out"
+asks this worker to send data to peer (over the TCP connection only it holds)."""
+
+
+class _Link(asyncio.Protocol):
+    """One Unix stream connection between two workers, either direction; length-prefixed frames."""
+
+    def __init__(self, mesh: WorkerMesh) -> None:
+        self.mesh = mesh
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        offset = 0
+        size = len(buffer)
+        while size - offset >= 4:
+            (length,) = _LENGTH.unpack_from(buffer, offset)
+            if size - offset - 4 < length:
+                break
+            frame = bytes(buffer[offset + 4:offset + 4 + length])
+            offset += 4 + length
+            self.mesh._frame(frame)
+        if offset:
+            del buffer[:offset]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.mesh._lost(self)
+
+
+class WorkerMesh:
+    """Unix stream links to the other workers: ordered, lossless, connected on first use."""
+
+    def __init__(self, config: ShardConfig, on_frame: FrameHandler) -> None:
+        self.config = config
+        self.on_frame = on_frame
+        self._server: asyncio.AbstractServer | None = None
+        self._out: dict[int, _Link] = {}
+        self._queued: dict[int, list[bytes]] = {}
+        self._connecting: dict[int, asyncio.Task[None]] = {}
+        self._inbound: set[_Link] = set()
+        self.stats = {"frames_out": 0, "frames_in": 0, "frames_dropped": 0}
+
+    async def start(self) -> None:
+        path = _socket_path(self.config, self.config.index)
+        Path(self.config.run_dir).mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(self._accept, path)
+
+    def _accept(self) -> _Link:
+        link = _Link(self)
+        self._inbound.add(link)
+        return link
+
+    async def close(self) -> None:
+        for task in self._connecting.values():
+            task.cancel()
+        for link in list(self._out.values()) + list(self._inbound):
+            if link.transport is not None:
+                link.transport.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(_socket_path(self.config, self.config.index))
+            self._server = None
+
+    def send(self, worker: int, op: str, peer: Peer, data: bytes) -> None:
+        """Queue one frame for ``worker``; connects first if needed. Never blocks or raises."""
+        header = f"{op} {self.config.index} {peer.transport} {peer.host} {peer.port}\n".encode()
+        frame = _LENGTH.pack(len(header) + len(data)) + header + data
+        link = self._out.get(worker)
+        if link is not None and link.transport is not None:
+            if link.transport.get_write_buffer_size() > _MAX_QUEUED:
+                # The owner is not keeping up: drop as a full UDP socket would; clients retransmit.
+                self.stats["frames_dropped"] += 1
+                return
+            link.transport.write(frame)
+            self.stats["frames_out"] += 1
+            return
+        queue = self._queued.setdefault(worker, [])
+        if sum(map(len, queue)) + len(frame) > _MAX_QUEUED:
+            self.stats["frames_dropped"] += 1
+            return
+        queue.append(frame)
+        if worker not in self._connecting:
+            self._connecting[worker] = asyncio.get_running_loop().create_task(self._connect(worker))
+
+    async def _connect(self, worker: int) -> None:
+        loop = asyncio.get_running_loop()
+        path = _socket_path(self.config, worker)
+        try:
+            for attempt in range(50):  # a worker still starting: retry for about 5 s
+                try:
+                    _, link = await loop.create_unix_connection(lambda: _Link(self), path)
+                    break
+                except OSError:
+                    if attempt == 49:
+                        raise
+                    await asyncio.sleep(0.1)
+        except OSError as exc:
+            dropped = self._queued.pop(worker, [])
+            self.stats["frames_dropped"] += len(dropped)
+            logger.warning("worker %d: cannot reach worker %d at %s (%s); dropped %d message(s)",
+                           self.config.index, worker, path, exc, len(dropped))
+            return
+        finally:
+            self._connecting.pop(worker, None)
+        self._out[worker] = link  # type: ignore[assignment]
+        for frame in self._queued.pop(worker, []):
+            link.transport.write(frame)  # type: ignore[union-attr]
+            self.stats["frames_out"] += 1
+
+    def _lost(self, link: _Link) -> None:
+        self._inbound.discard(link)
+        for worker, out in list(self._out.items()):
+            if out is link:
+                del self._out[worker]
+
+    def _frame(self, frame: bytes) -> None:
+        end = frame.index(b"\n")
+        op, origin, transport, host, port = frame[:end].decode().split(" ")
+        self.stats["frames_in"] += 1
+        try:
+            self.on_frame(op, int(origin), Peer(transport, host, int(port), None), frame[end + 1:])
+        except Exception:
+            logger.exception("worker %d: handling a message handed over by worker %s failed",
+                             self.config.index, origin)
