@@ -23,10 +23,10 @@ _NAME_CACHE: dict[str, tuple[str, str]] = {}
 
 _KEY = itemgetter(0)
 _VALUE = itemgetter(2)
-_KNOWN_METHODS = frozenset({
+_KNOWN_METHODS = {m: m for m in (
     "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "SUBSCRIBE", "NOTIFY",
     "PUBLISH", "MESSAGE", "REFER", "INFO", "UPDATE", "PRACK",
-})
+)}
 
 
 class _Folded(Exception):
@@ -150,7 +150,10 @@ def parse_message(
         # the Request-URI gives four parts and is an error (§3.1.2.8).
         raise _fail("malformed Request-Line", False)
     method, uri, version = parts
-    if method not in _KNOWN_METHODS and not _abnf.METHOD_RE.match(method):
+    known = _KNOWN_METHODS.get(method)
+    if known is not None:
+        method = known  # one shared string: transaction keys of completed requests keep it
+    elif not _abnf.METHOD_RE.match(method):
         raise _fail("malformed method", False)
     if version != "SIP/2.0":
         if not _abnf.SIP_VERSION_RE.match(version):

@@ -20,6 +20,7 @@ import itertools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from sys import intern
 
 from slee.sip._addressing import Peer, apply_received, request_destination, response_destination
 from slee.sip._errors import SipParseError
@@ -437,7 +438,8 @@ class TransactionLayer:
             method = "INVITE"
         branch = via.branch
         if branch and branch.startswith(MAGIC_COOKIE):
-            return (branch, via.host, via.port, method)
+            # interned host: the keys of thousands of completed transactions share one string
+            return (branch, intern(via.host), via.port, method)
         # RFC 2543 fallback: Request-URI, To tag, From tag, Call-ID, CSeq, top Via.
         # The Via is compared without the received/rport we may have stamped on it (§18.2.1).
         via_id = (via.transport, via.host, via.port,
@@ -570,7 +572,9 @@ class TransactionLayer:
         txn.last_response = message
         txn._wire = message.to_bytes()
         if txn.response_destination is None:
-            txn.response_destination = response_destination(message, source=txn.source)
+            destination = response_destination(message, source=txn.source)
+            # Usually the source itself (rport): share it, a completed transaction keeps it 32 s.
+            txn.response_destination = txn.source if destination == txn.source else destination
         self._outgoing.append(Outgoing(txn._wire, txn.response_destination))
 
     def _release(self, txn: Transaction, now: float, message, source) -> None:

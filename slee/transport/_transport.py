@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable
+from sys import intern
 from typing import Any
 
 from slee.sip._addressing import Peer, apply_received, response_destination
@@ -404,7 +405,7 @@ class SipTransport:
         stats = self._stats
         stats["udp_datagrams_in"] += 1
         stats["bytes_in"] += len(data)
-        host, port = _normalize_host(addr[0]), addr[1]
+        host, port = intern(_normalize_host(addr[0])), addr[1]  # shared by transactions' Peers
         first = data[:1]
         if first in (b"\x00", b"\x01") and is_stun(data):
             stats["stun_requests"] += 1

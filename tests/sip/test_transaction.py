@@ -269,6 +269,24 @@ def test_server_non_invite_absorbs_retransmissions_and_resends_last_response():
         layer.send_response(txn, make_response(req, 200), now=40.0)
 
 
+def test_completed_server_transaction_keeps_little_and_shares_what_it_keeps():
+    """Thousands of these wait out Timer J under load: what each keeps is memory per request."""
+    layer = TransactionLayer()
+    req = request("REGISTER")
+    layer.receive(req, CLIENT, now=0.0)
+    [event] = events(layer)
+    txn = event.transaction
+    layer.send_response(txn, make_response(req, 200, to_tag="x"), now=0.1)
+    [sent] = layer.messages_to_send()
+    assert txn.request is None and txn.last_response is None and txn._wire == sent.data
+    assert txn.response_destination is txn.source  # answered where it came from: one Peer
+    other = request("REGISTER", branch="z9hG4bKother")
+    assert other.method is req.method  # method strings are shared constants
+    layer.receive(other, CLIENT, now=0.2)
+    [event2] = events(layer)
+    assert event2.transaction.key[1] is txn.key[1]  # the Via host string too (interned)
+
+
 def test_server_non_invite_provisional_is_resent_in_proceeding():
     layer = TransactionLayer()
     req = request("SUBSCRIBE")
