@@ -98,9 +98,9 @@ async def main(args: argparse.Namespace) -> None:
     await c.start()
     await manager.deploy(args.recipe, {})
     if not args.default_gc:
-        from slee.server import tune_gc
+        from slee.server import ServerConfig, tune_gc
 
-        tune_gc(100_000)  # as bin/slee start does
+        tune_gc(ServerConfig.gc_threshold)  # as bin/slee start does
     sip = c.ra_entities["sip"].ra
     transport = RecordingTransport()
     transport.on_message = sip._on_message

@@ -407,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipes", metavar="DIR", help="recipe folder (default ./deploy)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="recipe variable (repeatable)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--gc-threshold", type=int, default=100_000, metavar="N",
+    p.add_argument("--gc-threshold", type=int, default=10_000, metavar="N",
                    help="allocations between young-generation GC runs (0: CPython's default tuning)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="N container processes sharing the SIP port, one per core (default 1; see docs/operations.md)")
