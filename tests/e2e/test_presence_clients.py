@@ -50,11 +50,13 @@ def _mkdirs(tmp: Path, *users: str) -> None:
         (tmp / u).mkdir(parents=True, exist_ok=True)
 
 
-def test_two_baresip_see_each_other_online_offline_and_chat(tmp_path: Path):
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
+def test_two_baresip_see_each_other_online_offline_and_chat(tmp_path: Path, workers: int):
+    """With 2 workers alice and bob are owned by different workers (crc32 of the AOR)."""
     _need_baresip()
     _mkdirs(tmp_path, "alice", "bob")
     alice_aor, bob_aor = f"sip:alice@{DOMAIN}", f"sip:bob@{DOMAIN}"
-    with running_server("presence", tmp_path) as server:
+    with running_server("presence", tmp_path, extra_args=["--workers", str(workers)]) as server:
         bob = _baresip("bob", server, tmp_path, alice_aor, publish=False)
         with _baresip("alice", server, tmp_path, bob_aor) as alice:
             bob.start()
@@ -89,11 +91,12 @@ def _rich_status_round(watcher_sees, pj, other_aor):
     watcher_sees("online")
 
 
-def test_two_pjsua2_rich_status_log_off_and_chat(tmp_path: Path):
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
+def test_two_pjsua2_rich_status_log_off_and_chat(tmp_path: Path, workers: int):
     _need_pjsua2()
     _mkdirs(tmp_path, "alice", "bob")
     alice_aor, bob_aor = f"sip:alice@{DOMAIN}", f"sip:bob@{DOMAIN}"
-    with running_server("presence", tmp_path) as server, \
+    with running_server("presence", tmp_path, extra_args=["--workers", str(workers)]) as server, \
             _pjsua2("alice", server, tmp_path, bob_aor) as alice, _pjsua2("bob", server, tmp_path, alice_aor) as bob:
         alice.register()
         bob.register()
