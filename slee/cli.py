@@ -172,6 +172,12 @@ class Cli:
                      "", "SERVICES", table(s["services"], ["id", "state", "root_entities", "entities"],
                                            ["SERVICE", "STATE", "ROOTS", "ENTITIES"]),
                      "", "RA ENTITIES", table(s["ra_entities"], ["name", "ra", "state"])]
+            if s.get("workers"):  # bin/slee start --workers N: the rows above are worker 0's
+                rows = [{**w, "pid": w.get("pid", "-"), "state": "error: " + w["error"] if "error" in w else "up"}
+                        for w in s["workers"]]
+                lines += ["", "WORKERS (services and RA entities above: worker 0)",
+                          table(rows, ["index", "pid", "state", "restarts", "delivered", "backlog", "sbb_entities"],
+                                ["WORKER", "PID", "STATE", "RESTARTS", "EVENTS", "BACKLOG", "SBB ENTITIES"])]
             return "\n".join(lines)
 
         self.out(s, human)

@@ -194,6 +194,12 @@ def test_management_restart_and_stop(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, status["workers"][1]
             time.sleep(0.3)
         assert w1["restarts"] == 1
+        shown = cli(server, "status")
+        assert shown.returncode == 0, shown.stderr
+        rows = shown.stdout.split("WORKERS", 1)[1].splitlines()[2:4]
+        assert [r.split()[:3] for r in rows] == [["0", str(status["workers"][0]["pid"]), "up"],
+                                                  ["1", str(w1["pid"]), "up"]]
+        assert rows[1].split()[3] == "1"  # restarts
         contacts = asyncio.run(bindings(server))
         assert any(user in str(c) for c in contacts), contacts
         pids = [w["pid"] for w in status["workers"]]
