@@ -210,6 +210,34 @@ def tune_gc(threshold: int) -> None:
     gc.collect()
     gc.freeze()  # objects alive after startup (code, registries, restored state) are not rescanned
     gc.set_threshold(threshold, 50, 100)
+    if _freeze_survivors not in gc.callbacks:
+        gc.callbacks.append(_freeze_survivors)
+
+
+FULL_SCAN_EVERY = 16
+"""Every this many full collections, one scans the frozen objects too (see _freeze_survivors)."""
+_full_collections = 0
+
+
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    """After a full collection, freeze what survived it, so the next one scans only newer objects.
+
+    A full collection walks every tracked object: with 37,000 subscriptions per worker that
+    stalled the loop for about 60 ms each time. What survives one is the server's long-lived
+    state, freed by reference counting when it ends; only garbage cycles among frozen objects
+    would wait. The presence service makes none (after 3,000 PUBLISHes or SUBSCRIBEs a full
+    collection found 0 unreachable objects), and every FULL_SCAN_EVERY-th full collection
+    unfreezes everything first, so such cycles are still collected.
+    """
+    global _full_collections
+    if info.get("generation") != 2:
+        return
+    if phase == "start":
+        _full_collections += 1
+        if _full_collections % FULL_SCAN_EVERY == 0:
+            gc.unfreeze()
+    else:
+        gc.freeze()
 
 
 async def serve(config: ServerConfig, *, ready: Any = None) -> int:
