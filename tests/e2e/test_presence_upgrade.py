@@ -174,7 +174,9 @@ def presence_v2(tmp_path: Path) -> Path:
     return unit
 
 
-def test_hot_upgrade_with_migration_under_load(tmp_path: Path):
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
+def test_hot_upgrade_with_migration_under_load(tmp_path: Path, workers: int):
+    """With 2 workers the upgrade goes to each in turn while both carry traffic."""
     async def scenario(server: ServerInfo) -> None:
         load = Load(server)
         await load.open()
@@ -225,7 +227,7 @@ def test_hot_upgrade_with_migration_under_load(tmp_path: Path):
             await load.close()
 
     v2 = presence_v2(tmp_path)
-    with running_server("presence", tmp_path / "server") as server:
+    with running_server("presence", tmp_path / "server", extra_args=["--workers", str(workers)]) as server:
         asyncio.run(scenario(server))
         status = slee(server, "status")
         v1 = [line for line in status.splitlines() if "presence" in line and "1.0" in line and "slee.presence" in line]
