@@ -10,6 +10,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
 from slee._ids import EventTypeId, SbbId
+from slee._smallset import SmallSet
 from slee.errors import ValidationError
 from slee.sbb import ChildRelation, CmpField, HandlerSpec, Sbb, SbbContext, encode_cmp
 from slee.store import _json
@@ -179,9 +180,9 @@ class SbbEntity:
         self.convergence_name = convergence_name
         self.priority = priority
         self.cmp: dict[str, Any] = {}
-        self.cmp_dirty: set[str] = set()  # CMP fields written since the last store write
+        self.cmp_dirty: set[str] | None = None  # CMP fields written since the last store write
         self.cmp_encoded: dict[str, str] | None = None  # stored JSON of structured fields
-        self.attached: set[str] = set()
+        self.attached = SmallSet()  # ids of the activity contexts it is attached to
         self.children: dict[str, list[str]] = {}
         self.masks: dict[str, set[EventTypeId]] = {}
         self.obj: Sbb | None = None
@@ -207,7 +208,10 @@ class SbbEntity:
 
         txn.record_undo(undo)
         txn.mark_dirty(self)
-        self.cmp_dirty.add(name)  # re-encoded at commit; harmless if the write is undone
+        dirty = self.cmp_dirty
+        if dirty is None:  # an empty set is 216 bytes: most entities are clean most of the time
+            dirty = self.cmp_dirty = set()
+        dirty.add(name)  # re-encoded at commit; harmless if the write is undone
 
     def _durable(self) -> bool:
         """Worth a store row: on a persistent activity, part of a tree, or already stored.
@@ -265,7 +269,7 @@ class SbbEntity:
             enc = self.cmp_encoded = {}
             dirty: Any = self.cmp
         else:
-            dirty = self.cmp_dirty
+            dirty = self.cmp_dirty or ()
         cmp = self.cmp
         dumps = _json.dumps
         for name in dirty:
@@ -274,7 +278,7 @@ class SbbEntity:
                 enc.pop(name, None)
             else:
                 enc[name] = dumps(encode_cmp(value))
-        self.cmp_dirty.clear()
+        self.cmp_dirty = None
         parts = []
         for name, value in cmp.items():
             key = _FIELD_JSON.get(name)

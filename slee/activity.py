@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
+from slee._smallset import SmallSet
 from slee.errors import ActivityIsEndingError, NameAlreadyBoundError, NameNotBoundError
 from slee.transaction import current_transaction, require_transaction
 
@@ -71,8 +72,8 @@ class ActivityContext:
         self.state = ActivityState.ACTIVE
         self.attached: list[SbbEntity] = []
         self.attributes: dict[str, Any] = {}
-        self.names: set[str] | frozenset[str] = _NONE  # naming bindings; a set once there is one
-        self.timers: set[str] | frozenset[str] = _NONE  # timer ids; a set once there is one
+        self.names: SmallSet | frozenset[str] = _NONE  # naming bindings; a SmallSet once there is one
+        self.timers: SmallSet | frozenset[str] = _NONE  # timer ids; a SmallSet once there is one
         self.queue: deque | None = None  # events waiting; allocated on the first one (an empty deque is ~600 B)
         self.busy = False
         self.persistent = persistent
@@ -83,7 +84,7 @@ class ActivityContext:
     # names and timers: most activities never have any, so the sets are made on first use
     def add_name(self, name: str) -> None:
         if self.names is _NONE:
-            self.names = {name}
+            self.names = SmallSet((name,))
         else:
             self.names.add(name)  # type: ignore[union-attr]
 
@@ -93,7 +94,7 @@ class ActivityContext:
 
     def add_timer(self, timer_id: str) -> None:
         if self.timers is _NONE:
-            self.timers = {timer_id}
+            self.timers = SmallSet((timer_id,))
         else:
             self.timers.add(timer_id)  # type: ignore[union-attr]
 
