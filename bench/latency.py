@@ -14,6 +14,7 @@ line), to look for stalls in time.
 from __future__ import annotations
 
 import argparse
+import functools
 import secrets
 import sys
 import tempfile
@@ -22,29 +23,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench
-
-
-def in_send_order(path: Path, scenario: str) -> list[float]:
-    """Like run.latencies, but in the order the requests were sent (not sorted)."""
-    sent: dict[str, float] = {}
-    done: dict[str, float] = {}
-    method = scenario.upper()
-    with path.open(errors="replace") as lines:
-        for line in lines:
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) < 7:
-                continue
-            stamp, direction, call_id, cseq, first = fields[2], fields[3], *fields[4:7]
-            if direction == "S" and first.startswith(method) and call_id not in sent:
-                sent[call_id] = float(stamp)
-            elif direction == "R" and call_id not in done:
-                if method == "SUBSCRIBE":
-                    answered = first.startswith("NOTIFY ")
-                else:
-                    answered = first.startswith("SIP/2.0 2") and method in cseq
-                if answered:
-                    done[call_id] = float(stamp)
-    return [(done[c] - sent[c]) * 1000 for c in sorted(sent, key=sent.__getitem__) if c in done]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = bench.Settings(rates=(args.rate,), step_seconds=args.calls / args.rate, max_step_calls=args.calls,
                               latency_rate=args.rate, latency_seconds=args.calls / args.rate,
                               fanout_watchers=0, memory_entries=0, memory_rate=1)
-    bench.latencies = in_send_order  # run_sipp parses the trace through this name
+    bench.latencies = functools.partial(bench.latencies, in_send_order=True)  # run_sipp calls it by this name
     workdir = Path(tempfile.mkdtemp(prefix="latency-"))
     prefix = secrets.token_hex(3)  # new users on every invocation
     if args.dump:

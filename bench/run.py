@@ -374,8 +374,9 @@ def run_sipp(
     return result
 
 
-def latencies(path: Path, scenario: str) -> list[float]:
-    """Per-call latency (ms) from SIPp's µs-stamped short message trace.
+def latencies(path: Path, scenario: str, *, in_send_order: bool = False) -> list[float]:
+    """Per-call latency (ms) from SIPp's µs-stamped short message trace, sorted (or in the
+    order the requests were sent).
 
     SIPp's own response-time timers tick in whole milliseconds, too coarse for a server that
     answers in 0.3 ms, so the request->answer time is taken from -trace_shortmsg: REGISTER
@@ -399,6 +400,8 @@ def latencies(path: Path, scenario: str) -> list[float]:
                     answered = first.startswith("SIP/2.0 2") and method in cseq
                 if answered:
                     done[call_id] = float(stamp)
+    if in_send_order:
+        return [(done[c] - sent[c]) * 1000 for c in sorted(sent, key=sent.__getitem__) if c in done]
     return sorted((done[c] - sent[c]) * 1000 for c in done if c in sent)
 
 
