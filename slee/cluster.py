@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["WorkerInfo"]
+__all__ = ["WORKERS_FILE", "WorkerInfo"]
+
+WORKERS_FILE = "workers.json"
+"""In a data dir served by a worker group: the worker count (one group per dir, one count)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from slee import __version__
-from slee.cluster import WorkerInfo
+from slee.cluster import WORKERS_FILE, WorkerInfo
 from slee.container import Container, ContainerConfig
 from slee.deploy import DeploymentManager
 from slee.management import ManagementApi, check_loopback, ensure_token
@@ -144,11 +145,11 @@ class Server:
 
     def _lock(self) -> None:
         self._lock_fd = lock_data_dir(self.data_dir)
-        if self.config.worker is None and (self.data_dir / "workers.json").exists():
+        if self.config.worker is None and (self.data_dir / WORKERS_FILE).exists():
             os.close(self._lock_fd)
             self._lock_fd = None
             raise StartError(f"{self.data_dir} holds the stores of a worker group; start it with --workers "
-                             "(see workers.json there), or use another --data")
+                             f"(see {WORKERS_FILE} there), or use another --data")
 
     # -- run and stop -------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -240,28 +241,40 @@ def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
         gc.freeze()
 
 
-async def serve(config: ServerConfig, *, ready: Any = None) -> int:
-    """Run until SIGINT/SIGTERM or a stop call; print the ready line to stdout."""
-    server = Server(config)
+async def run_until_stopped(process: Any, ready_line: Callable[[list[str]], str], *,
+                            on_started: Callable[[], None] | None = None, ready: Any = None) -> int:
+    """Start ``process`` (a Server or a worker Supervisor), print its ready line, run until
+    SIGINT/SIGTERM or a stop call, stop it; its ``stop()`` may return the exit status."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.request_stop)
+        loop.add_signal_handler(sig, process.request_stop)
     try:
         try:
-            addresses = await server.start()
-        except Exception:
-            await server.stop()
+            addresses = await process.start()
+        except BaseException:
+            await process.stop()
             raise
-        tune_gc(config.gc_threshold)
-        line = f"slee {__version__} ready (pid {os.getpid()}, data {server.data_dir}); listening on: " + ", ".join(addresses)
-        (ready or (lambda text: print(text, flush=True)))(line)
-        await server.wait()
-        await server.stop()
-        return 0
+        if on_started is not None:
+            on_started()
+        (ready or (lambda text: print(text, flush=True)))(ready_line(addresses))
+        await process.wait()
+        return await process.stop() or 0
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+
+
+async def serve(config: ServerConfig, *, ready: Any = None) -> int:
+    """Run until SIGINT/SIGTERM or a stop call; print the ready line to stdout."""
+    server = Server(config)
+
+    def ready_line(addresses: list[str]) -> str:
+        return (f"slee {__version__} ready (pid {os.getpid()}, data {server.data_dir}); listening on: "
+                + ", ".join(addresses))
+
+    # GC tuned after start-up, so that what start-up built is frozen
+    return await run_until_stopped(server, ready_line, on_started=lambda: tune_gc(config.gc_threshold), ready=ready)
 
 
 def configure_logging(level: str, prefix: str = "") -> None:
@@ -270,4 +283,4 @@ def configure_logging(level: str, prefix: str = "") -> None:
                         format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s")
 
 
-__all__ = ["Server", "ServerConfig", "StartError", "default_recipes_dir", "lock_data_dir", "serve"]
+__all__ = ["Server", "ServerConfig", "StartError", "default_recipes_dir", "lock_data_dir", "run_until_stopped", "serve"]

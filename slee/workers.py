@@ -33,15 +33,21 @@ import aiohttp
 from aiohttp import web
 
 from slee import __version__
-from slee.cluster import WorkerInfo
+from slee.cluster import WORKERS_FILE, WorkerInfo
 from slee.management import check_loopback, ensure_token, read_endpoint, read_token
 from slee.management._api import auth_middleware
 from slee.management._files import remove_endpoint, write_endpoint
-from slee.server import ServerConfig, StartError, configure_logging, lock_data_dir, serve
+from slee.server import (
+    ServerConfig,
+    StartError,
+    configure_logging,
+    lock_data_dir,
+    run_until_stopped,
+    serve,
+)
 
 log = logging.getLogger("slee.workers")
 
-WORKERS_FILE = "workers.json"
 READY_TIMEOUT = 300.0  # seconds a worker may take to restore its store and deploy
 MAX_RESTARTS = 3  # within RESTART_WINDOW; beyond, the whole group stops
 RESTART_WINDOW = 60.0
@@ -56,6 +62,11 @@ class _Worker:
     token: str = ""
     listening: list[str] = field(default_factory=list)
     deaths: list[float] = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """For a call to this worker's management API (bodies are JSON)."""
+        return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
 
 
 class Supervisor:
@@ -196,12 +207,9 @@ class Supervisor:
     async def _call(self, worker: _Worker, method: str, path: str, *, query: Any = None,
                     body: bytes | None = None) -> tuple[int, bytes]:
         assert self._session is not None
-        headers = {"Authorization": f"Bearer {worker.token}"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
         try:
             async with self._session.request(method, worker.url + path, params=query, data=body,
-                                             headers=headers) as response:
+                                             headers=worker.headers) as response:
                 return response.status, await response.read()
         except aiohttp.ClientError as exc:
             return 503, json.dumps({"error": f"worker {worker.index} unreachable: {exc}"}).encode()
@@ -235,10 +243,9 @@ class Supervisor:
         stream: web.StreamResponse | None = None
         first: tuple[int, bytes] | None = None
         for worker in self.workers:
-            headers = {"Authorization": f"Bearer {worker.token}", "Content-Type": "application/json"}
             try:
                 async with self._session.request(request.method, worker.url + request.path, data=body,
-                                                 headers=headers) as answer:
+                                                 headers=worker.headers) as answer:
                     if answer.content_type == "application/x-ndjson":
                         if stream is None:
                             stream = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
@@ -326,6 +333,7 @@ class Supervisor:
         await self._stop.wait()
 
     async def stop(self) -> int:
+        log.info("stopping %d workers", self.count)
         self._stopping = True
         if self._runner is not None:
             await self._runner.cleanup()
@@ -354,6 +362,7 @@ class Supervisor:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        log.info("stopped")
         return 1 if self._failed else 0
 
 
@@ -367,26 +376,12 @@ def _error_text(out: bytes) -> str:
 async def serve_workers(config: ServerConfig, count: int) -> int:
     """Run the supervisor until SIGINT/SIGTERM or a stop call; print one ready line."""
     supervisor = Supervisor(config, count)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, supervisor.request_stop)
-    try:
-        try:
-            addresses = await supervisor.start()
-        except BaseException:
-            await supervisor.stop()
-            raise
-        print(f"slee {__version__} ready (pid {os.getpid()}, data {supervisor.data_dir}, {count} workers); "
-              "listening on: " + ", ".join(addresses), flush=True)
-        await supervisor.wait()
-        log.info("stopping %d workers", count)
-        code = await supervisor.stop()
-        log.info("stopped")
-        return code
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
+
+    def ready_line(addresses: list[str]) -> str:
+        return (f"slee {__version__} ready (pid {os.getpid()}, data {supervisor.data_dir}, {count} workers); "
+                "listening on: " + ", ".join(addresses))
+
+    return await run_until_stopped(supervisor, ready_line)
 
 
 def _stop_with_parent() -> None:

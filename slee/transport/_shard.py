@@ -108,9 +108,9 @@ class _Link(asyncio.Protocol):
             (length,) = _LENGTH.unpack_from(buffer, offset)
             if size - offset - 4 < length:
                 break
-            frame = bytes(buffer[offset + 4:offset + 4 + length])
-            offset += 4 + length
-            self.mesh._frame(frame)
+            start, offset = offset + 4, offset + 4 + length
+            end = buffer.find(b"\n", start, offset)
+            self.mesh._frame(bytes(buffer[start:end]) if end >= 0 else b"", bytes(buffer[end + 1:offset]))
         if offset:
             del buffer[:offset]
 
@@ -128,6 +128,7 @@ class WorkerMesh:
         self._server: asyncio.AbstractServer | None = None
         self._out: dict[int, _Link] = {}
         self._queued: dict[int, list[bytes]] = {}
+        self._queued_bytes: dict[int, int] = {}
         self._connecting: dict[int, asyncio.Task[None]] = {}
         self._inbound: set[_Link] = set()
         self.stats = {"frames_out": 0, "frames_in": 0, "frames_dropped": 0}
@@ -161,7 +162,7 @@ class WorkerMesh:
     def send(self, worker: int, op: str, peer: Peer, data: bytes) -> None:
         """Queue one frame for ``worker``; connects first if needed. Never blocks or raises."""
         header = f"{op} {self.config.index} {peer.transport} {peer.host} {peer.port}\n".encode()
-        frame = _LENGTH.pack(len(header) + len(data)) + header + data
+        frame = b"".join((_LENGTH.pack(len(header) + len(data)), header, data))
         link = self._out.get(worker)
         if link is not None and link.transport is not None:
             if link.transport.get_write_buffer_size() > _MAX_QUEUED:
@@ -171,11 +172,12 @@ class WorkerMesh:
             link.transport.write(frame)
             self.stats["frames_out"] += 1
             return
-        queue = self._queued.setdefault(worker, [])
-        if sum(map(len, queue)) + len(frame) > _MAX_QUEUED:
+        queued = self._queued_bytes.get(worker, 0) + len(frame)
+        if queued > _MAX_QUEUED:
             self.stats["frames_dropped"] += 1
             return
-        queue.append(frame)
+        self._queued_bytes[worker] = queued
+        self._queued.setdefault(worker, []).append(frame)
         if worker not in self._connecting:
             self._connecting[worker] = asyncio.get_running_loop().create_task(self._connect(worker))
 
@@ -192,6 +194,7 @@ class WorkerMesh:
                         raise
                     await asyncio.sleep(0.1)
         except OSError as exc:
+            self._queued_bytes.pop(worker, None)
             dropped = self._queued.pop(worker, [])
             self.stats["frames_dropped"] += len(dropped)
             logger.warning("worker %d: cannot reach worker %d at %s (%s); dropped %d message(s)",
@@ -200,6 +203,7 @@ class WorkerMesh:
         finally:
             self._connecting.pop(worker, None)
         self._out[worker] = link  # type: ignore[assignment]
+        self._queued_bytes.pop(worker, None)
         for frame in self._queued.pop(worker, []):
             link.transport.write(frame)  # type: ignore[union-attr]
             self.stats["frames_out"] += 1
@@ -210,12 +214,17 @@ class WorkerMesh:
             if out is link:
                 del self._out[worker]
 
-    def _frame(self, frame: bytes) -> None:
-        end = frame.index(b"\n")
-        op, origin, transport, host, port = frame[:end].decode().split(" ")
+    def _frame(self, header: bytes, data: bytes) -> None:
         self.stats["frames_in"] += 1
         try:
-            self.on_frame(op, int(origin), Peer(transport, host, int(port), None), frame[end + 1:])
+            op, origin, transport, host, port = header.decode().split(" ")
+            peer = Peer(transport, host, int(port), None)
+        except ValueError:
+            logger.error("worker %d: dropped a hand-off frame with a malformed header %r",
+                         self.config.index, header[:80])
+            return
+        try:
+            self.on_frame(op, int(origin), peer, data)
         except Exception:
             logger.exception("worker %d: handling a message handed over by worker %s failed",
                              self.config.index, origin)

@@ -528,12 +528,9 @@ class SipTransport:
                     del flows[next(iter(flows))]  # oldest first; a stale entry only costs a connect
                 flows[(peer.host, peer.port)] = origin
             self._dispatch(data, peer, datagram=peer.transport == "udp", mine=True)
-        elif op == "out" and not self._closed:
+        elif op == "out" and not self._closed:  # only stream sends are handed over
             self._stats["sent_for_worker"] += 1
-            if peer.transport in _STREAM_TRANSPORTS:
-                self._send_stream(data, peer, allow_handover=False)
-            else:
-                self.send(data, peer)
+            self._send_stream(data, peer, allow_handover=False)
 
     def _answer_error(self, data: bytes, error: SipParseError, source: Peer) -> None:
         try:

@@ -186,3 +186,27 @@ def test_port_zero_is_refused_for_workers(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="fixed port"):
         TransportConfig(port=0, shard=ShardConfig(0, 2, str(tmp_path)))
+
+
+def test_a_malformed_hand_off_frame_is_dropped_and_the_link_goes_on(tmp_path: Path) -> None:
+    """Only workers reach the socket (a private 0700 directory), but a broken frame must not
+    take the link or the worker down: it is logged and dropped; the next frame is handled."""
+    import struct
+
+    from slee.transport._shard import _socket_path
+
+    users = users_owned_by(2)
+
+    async def scenario() -> None:
+        async with Pair(tmp_path) as pair:
+            worker = pair.workers[1]
+            _, writer = await asyncio.open_unix_connection(_socket_path(worker.transport.config.shard, 1))
+            good = build_request("REGISTER", "sip:example.com", to_uri=f"sip:{users[1]}@example.com")
+            for header, data in ((b"in 0 udp\n", good), (b"in 0 udp 127.0.0.1 5099\n", good)):
+                writer.write(struct.pack("!I", len(header) + len(data)) + header + data)
+            await writer.drain()
+            await worker.wait_messages()
+            assert [source for _, source in worker.messages] == [Peer("udp", "127.0.0.1", 5099, None)]
+            writer.close()
+
+    run(scenario())

@@ -58,7 +58,7 @@ from slee.sip._transaction import (
     TransactionTimedOut,
     TransportErrorOccurred,
 )
-from slee.transport._shard import BRANCH_PREFIX
+from slee.transport._shard import BRANCH_PREFIX, ShardConfig
 
 log = logging.getLogger("slee.ra.sip")
 
@@ -120,9 +120,11 @@ class SipResourceAdaptor(ResourceAdaptor):
         self._stopping = False
         self._local_names: set[str] = set()
         worker = context.worker
-        # Branches name the worker that minted them when several share the port (_shard.py).
-        self.branch_prefix = (f"{BRANCH_PREFIX}{worker.index}-" if worker is not None and worker.count > 1
-                              else MAGIC_COOKIE)
+        # Several workers share the port (slee.transport._shard): the transport hands messages
+        # over, and branches name the worker that minted them.
+        self._shard = (ShardConfig(worker.index, worker.count, str(Path(worker.run_dir) / f"sip-{context.entity_name}"))
+                       if worker is not None and worker.count > 1 else None)
+        self.branch_prefix = f"{BRANCH_PREFIX}{worker.index}-" if self._shard is not None else MAGIC_COOKIE
         self.counters = {"requests_in": 0, "responses_in": 0, "rejected_invalid": 0, "rejected_overload": 0,
                          "answered_by_ra": 0, "unanswered_timeouts": 0}
 
@@ -165,17 +167,10 @@ class SipResourceAdaptor(ResourceAdaptor):
     async def _bind(self, cfg: dict[str, Any]) -> None:
         from slee.transport import SipTransport, TransportConfig
 
-        worker = self.context.worker
-        shard = None
-        if worker is not None and worker.count > 1:
-            from slee.transport import ShardConfig
-
-            shard = ShardConfig(worker.index, worker.count,
-                                str(Path(worker.run_dir) / f"sip-{self.context.entity_name}"))
         tconf = TransportConfig(host=cfg["host"], port=cfg["port"], udp="udp" in self.transports,
                                 tcp="tcp" in self.transports, max_message_size=cfg["max_message_size"],
                                 advertised_host=cfg.get("advertised_host"), udp_buffer=cfg["udp_buffer"],
-                                shard=shard)
+                                shard=self._shard)
         self.transport = SipTransport(tconf, self._on_message)
         self.transport.on_transport_error = self._on_transport_error
         await self.transport.start()
