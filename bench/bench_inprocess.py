@@ -98,9 +98,12 @@ async def main(args: argparse.Namespace) -> None:
     await c.start()
     await manager.deploy(args.recipe, {})
     if not args.default_gc:
+        import dataclasses
+
         from slee.server import ServerConfig, tune_gc
 
-        tune_gc(ServerConfig.gc_threshold)  # as bin/slee start does
+        default = {f.name: f.default for f in dataclasses.fields(ServerConfig)}["gc_threshold"]
+        tune_gc(default)  # as bin/slee start does
     sip = c.ra_entities["sip"].ra
     transport = RecordingTransport()
     transport.on_message = sip._on_message

@@ -44,6 +44,7 @@ WORKLOADS = ("register", "publish", "subscribe", "fanout", "memory")
 RATE_WORKLOADS = ("register", "publish", "subscribe")
 FULL_RATES = (250, 500, 1000, 2000, 4000, 8000, 16000, 32000)
 MAX_FAILURE_RATIO = 0.001  # "< 0.1 % failures"
+REFINE_STEPS = 2  # bisection steps after a failed rate step
 PIDF = (
     '<?xml version="1.0" encoding="UTF-8"?>\r\n'
     '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:{user}@bench.invalid">\r\n'
@@ -446,38 +447,26 @@ def rate_workload(
     workdir: Path,
     tag: str,
     settle: Callable[[], None],
+    ready: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
-    """Max sustained rate over doubling steps plus one midpoint, then latency at a low rate.
+    """Latency at a low rate on a quiet server, then the max sustained rate over doubling
+    steps refined by bisection.
+
+    Latency comes first: after the rate steps an auto reference is restarted fresh but an
+    external server is still working off what they left (an overloaded SUBSCRIBE step
+    leaves thousands of NOTIFYs retransmitted to watchers that are gone, for Timer F = 32 s),
+    so a latency run after them measured the aftermath on one target and not on the other.
+    ``ready`` runs before it (an external server: wait until it answers promptly).
 
     The max is the highest completion rate of a step with < 0.1 % failed transactions;
     stepping stops at the first failed step or at the first saturated one (no failures but
-    under 90 % of the offered rate).
+    under 90 % of the offered rate). After a failure, up to ``REFINE_STEPS`` bisection steps
+    between the best passing rate and the lowest failing one.
 
     ``settle`` runs after a failed step, before the next measurement: it restarts an auto
     reference and waits a few seconds for an external server to drain its backlog.
     """
-    steps: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    first_fail: int | None = None
-    for n, rate in enumerate(settings.rates):
-        step = _measure_step(target, scenario, rate, settings, workdir, f"{tag}s{n}")
-        steps.append(step)
-        if not step["passed"]:
-            first_fail = rate
-            break
-        if best is None or step["achieved_rate"] > best["achieved_rate"]:
-            best = step
-        if step["saturated"]:
-            break  # no failures, but as fast as it goes: the next step would only fail
-    if best is not None and first_fail is not None and first_fail > best["rate"] * 1.2:
-        settle()  # the failed step left a backlog (and retransmissions) behind
-        rate = (best["rate"] + first_fail) // 2
-        step = _measure_step(target, scenario, rate, settings, workdir, f"{tag}mid")
-        steps.append(step)
-        if step["passed"] and step["achieved_rate"] > best["achieved_rate"]:
-            best = step
-    if first_fail is not None:
-        settle()
+    ready()
     calls = max(50, int(settings.latency_rate * settings.latency_seconds))
     probe_run = run_sipp(
         target,
@@ -497,6 +486,37 @@ def rate_workload(
         "p99_ms": percentile(values, 0.99),
         "max_ms": round(max(values), 3) if values else None,
     }
+    steps: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    first_fail: int | None = None
+    for n, rate in enumerate(settings.rates):
+        step = _measure_step(target, scenario, rate, settings, workdir, f"{tag}s{n}")
+        steps.append(step)
+        if not step["passed"]:
+            first_fail = rate
+            break
+        if best is None or step["achieved_rate"] > best["achieved_rate"]:
+            best = step
+        if step["saturated"]:
+            break  # no failures, but as fast as it goes: the next step would only fail
+    if first_fail is not None:
+        settle()  # the failed step left a backlog (and retransmissions) behind
+    low, high = (best["rate"] if best else 0), first_fail
+    for n in range(REFINE_STEPS):
+        if best is None or high is None or high <= low * 1.15:
+            break
+        rate = (low + high) // 2
+        step = _measure_step(target, scenario, rate, settings, workdir, f"{tag}mid{n}")
+        steps.append(step)
+        if step["passed"]:
+            low = rate
+            if step["achieved_rate"] > best["achieved_rate"]:
+                best = step
+            if step["saturated"]:
+                break
+        else:
+            high = rate
+            settle()
     return {
         "max_rate": round(best["achieved_rate"], 1) if best else 0.0,
         "max_rate_step": best["rate"] if best else None,
@@ -955,7 +975,17 @@ def main(argv: list[str] | None = None) -> int:
                             log(f"  {target.name} settled after {5 + (waited or 40):.1f} s"
                                 + ("" if waited is not None else " (still slow)"))
 
-                        result = rate_workload(target, workload, settings, workdir, tag, settle)
+                        def ready(target: Target = target) -> None:
+                            if target.auto:
+                                return  # started fresh for this workload
+                            # Quiet: earlier workloads' backlog worked off (10 ms answers).
+                            waited = wait_responsive(target.host, target.port, time.monotonic() + 60,
+                                                     within=0.01)
+                            if waited is None or waited > 1:
+                                log(f"  {target.name} quiet after {waited or 60:.1f} s"
+                                    + ("" if waited is not None else " (still slow)"))
+
+                        result = rate_workload(target, workload, settings, workdir, tag, settle, ready)
                     elif workload == "fanout":
                         result = asyncio.run(fanout(target, settings.fanout_watchers, tag))
                     else:

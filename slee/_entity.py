@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
 from slee._ids import EventTypeId, SbbId
-from slee._smallset import SmallSet
+from slee._smallset import EMPTY, SmallSet, own
 from slee.errors import ValidationError
 from slee.sbb import ChildRelation, CmpField, HandlerSpec, Sbb, SbbContext, encode_cmp
 from slee.store import _json
@@ -183,11 +183,17 @@ class SbbEntity:
         self.cmp_dirty: set[str] | None = None  # CMP fields written since the last store write
         self.cmp_encoded: dict[str, str] | None = None  # stored JSON of structured fields
         self.attached = SmallSet()  # ids of the activity contexts it is attached to
-        self.children: dict[str, list[str]] = {}
-        self.masks: dict[str, set[EventTypeId]] = {}
+        self.children: Mapping[str, list[str]] = EMPTY  # own() it to write
+        self.masks: Mapping[str, set[EventTypeId]] = EMPTY  # own() it to write
         self.obj: Sbb | None = None
         self.removed = False
         self.stored = False  # a row for this entity is (or will be, at commit) in the store
+
+    def own_children(self) -> dict[str, list[str]]:
+        return own(self, "children")
+
+    def own_masks(self) -> dict[str, set[EventTypeId]]:
+        return own(self, "masks")
 
     @property
     def is_root(self) -> bool:
@@ -249,7 +255,7 @@ class SbbEntity:
             "conv": self.convergence_name,
             "priority": self.priority,
             "acs": sorted(kept),
-            "children": self.children,
+            "children": dict(self.children),
             "masks": {ac: sorted(str(e) for e in evs) for ac, evs in self.masks.items() if ac in kept},
         })
         txn.put("sbb", self.id, EncodedJson(f'{head[:-1]},"cmp":{{{self._cmp_json()}}}}}'))
@@ -258,26 +264,37 @@ class SbbEntity:
         """The CMP fields as the inside of a JSON object.
 
         Scalars (str, int, float, bool, None) are written out each time, which is cheap.
-        The JSON of structured values (maps, lists, bytes, references) is kept between
-        writes and redone only for fields assigned since the last one (CMP fields are
-        assigned, never mutated in place): re-encoding a presentity's watcher map on every
-        change of any field was 8 % of a SUBSCRIBE, while keeping every scalar's text too
-        cost ~1 KiB per entity.
+        The JSON of large structured values (maps, lists, bytes of ``_CACHE_MIN`` characters
+        or more) is kept between writes and redone only for fields assigned since the last
+        one (CMP fields are assigned, never mutated in place): re-encoding a presentity's
+        watcher map on every change of any field was 8 % of a SUBSCRIBE. Small ones (an SBB
+        or activity reference, a short map) are encoded again each time: keeping their text
+        cost ~0.9 KiB per subscription, and encoding them takes microseconds.
         """
         enc = self.cmp_encoded
-        if enc is None:
-            enc = self.cmp_encoded = {}
-            dirty: Any = self.cmp
-        else:
-            dirty = self.cmp_dirty or ()
         cmp = self.cmp
         dumps = _json.dumps
+        fresh: dict[str, str] | None = None
+        dirty: Any = cmp if enc is None else (self.cmp_dirty or ())
         for name in dirty:
             value = cmp.get(name, _MISSING)
             if value is _MISSING or type(value) in _SCALAR_JSON:
-                enc.pop(name, None)
+                if enc:
+                    enc.pop(name, None)  # type: ignore[attr-defined]
+                continue
+            text = dumps(encode_cmp(value))
+            if len(text) >= _CACHE_MIN:
+                if type(enc) is not dict:
+                    enc = self.cmp_encoded = {}
+                enc[name] = text
             else:
-                enc[name] = dumps(encode_cmp(value))
+                if enc:
+                    enc.pop(name, None)  # type: ignore[attr-defined]
+                if fresh is None:
+                    fresh = {}
+                fresh[name] = text
+        if enc is None:
+            enc = self.cmp_encoded = EMPTY  # type: ignore[assignment]  # written once, nothing large
         self.cmp_dirty = None
         parts = []
         for name, value in cmp.items():
@@ -285,7 +302,15 @@ class SbbEntity:
             if key is None:
                 key = _FIELD_JSON[name] = encode_basestring(name)
             writer = _SCALAR_JSON.get(type(value))
-            parts.append(f"{key}:{writer(value) if writer is not None else enc[name]}")
+            if writer is not None:
+                text = writer(value)
+            else:
+                text = enc.get(name)  # type: ignore[union-attr]
+                if text is None:
+                    text = fresh.get(name) if fresh is not None else None
+                    if text is None:
+                        text = dumps(encode_cmp(value))
+            parts.append(f"{key}:{text}")
         return ",".join(parts)
 
     def __repr__(self) -> str:
@@ -308,6 +333,7 @@ _SCALAR_JSON: dict[type, Callable[[Any], str]] = {
 }
 _FIELD_JSON: dict[str, str] = {}  # CMP field name -> its JSON text
 _MISSING = object()
+_CACHE_MIN = 256  # structured CMP values whose JSON is at least this long keep it between writes
 
 
 class SbbObjectPool:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from slee._smallset import SmallSet
+from slee._smallset import EMPTY, SmallSet, own
 from slee.errors import ActivityIsEndingError, NameAlreadyBoundError, NameNotBoundError
 from slee.transaction import current_transaction, require_transaction
 
@@ -71,7 +71,7 @@ class ActivityContext:
         self.ra_entity = ra_entity
         self.state = ActivityState.ACTIVE
         self.attached: list[SbbEntity] = []
-        self.attributes: dict[str, Any] = {}
+        self.attributes: Mapping[str, Any] = EMPTY  # own() it to write
         self.names: SmallSet | frozenset[str] = _NONE  # naming bindings; a SmallSet once there is one
         self.timers: SmallSet | frozenset[str] = _NONE  # timer ids; a SmallSet once there is one
         self.queue: deque | None = None  # events waiting; allocated on the first one (an empty deque is ~600 B)
@@ -145,13 +145,13 @@ class ActivityContext:
         self.gen += 1
         self.attached.remove(entity)
         entity.attached.discard(self.id)
-        masks = entity.masks.pop(self.id, None)
+        masks = entity.own_masks().pop(self.id, None) if self.id in entity.masks else None
 
         def undo() -> None:
             self._insert(entity)
             entity.attached.add(self.id)
             if masks is not None:
-                entity.masks[self.id] = masks
+                entity.own_masks()[self.id] = masks
 
         txn.record_undo(undo)
         if self.persistent:
@@ -171,7 +171,7 @@ class ActivityContext:
 
     def set_attribute(self, name: str, value: Any) -> None:
         txn = require_transaction()
-        attrs = self.attributes
+        attrs = own(self, "attributes")
         missing = name not in attrs
         old = attrs.get(name)
         attrs[name] = value

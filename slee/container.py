@@ -86,7 +86,7 @@ log = logging.getLogger("slee.container")
 class ContainerConfig:
     drain_budget: int = 512  # events processed per loop turn before yielding to I/O
     pool_size: int = 64  # pooled SBB objects kept per SBB class
-    max_ready_objects: int = 20_000  # SBB objects kept bound to entities; beyond, LRU ones passivate
+    max_ready_objects: int = 4_096  # SBB objects kept bound to entities; beyond, LRU ones passivate
     worker: WorkerInfo | None = None  # this container is one of several worker processes (slee.workers)
 
 
@@ -901,7 +901,7 @@ class Container:
         self._ready_lru[entity.id] = entity
         self._register_entity(txn, entity)
         obj.sbb_create()
-        kids = parent.children.setdefault(relation, [])
+        kids = parent.own_children().setdefault(relation, [])
         kids.append(entity.id)
         txn.record_undo(lambda: entity.id in kids and kids.remove(entity.id))
         txn.mark_dirty(parent)
@@ -1006,7 +1006,7 @@ class Container:
                 def reattach(ac: ActivityContext = ac, masks: Any = masks) -> None:
                     ac._insert(entity)
                     if masks is not None:
-                        entity.masks[ac.id] = masks
+                        entity.own_masks()[ac.id] = masks
 
                 txn.record_undo(reattach)
                 self._check_implicit_end(txn, ac)
@@ -1087,13 +1087,13 @@ class Container:
         if txn is None:
             raise InvalidStateError("event masks are set inside a transaction")
         old = entity.masks.get(ac.id)
-        entity.masks[ac.id] = set(event_types)
+        entity.own_masks()[ac.id] = set(event_types)
 
         def undo() -> None:
             if old is None:
-                entity.masks.pop(ac.id, None)
+                entity.own_masks().pop(ac.id, None)
             else:
-                entity.masks[ac.id] = old
+                entity.own_masks()[ac.id] = old
 
         txn.record_undo(undo)
         txn.mark_dirty(entity)
@@ -1136,7 +1136,8 @@ class Container:
             if ac is None:
                 drop.delete("ac", ac_id)
                 continue
-            ac.attributes = {k: decode_cmp(v, self) for k, v in doc.get("attrs", {}).items()}
+            if doc.get("attrs"):
+                ac.attributes = {k: decode_cmp(v, self) for k, v in doc["attrs"].items()}
             counts["activities"] += 1
         for name, ac_id in store.load("naming").items():
             ac = self.activity_contexts_by_id.get(ac_id)
@@ -1155,7 +1156,8 @@ class Container:
                 continue
             entity = SbbEntity(self, entity_id, service, descriptor, parent_id=doc["parent"], relation=doc["relation"],
                                convergence_name=doc["conv"], priority=doc["priority"])
-            entity.children = {k: list(v) for k, v in doc["children"].items()}
+            if doc["children"]:
+                entity.children = {k: list(v) for k, v in doc["children"].items()}
             entity.stored = True
             self.entities[entity_id] = entity
             service.entity_count += 1
@@ -1174,7 +1176,7 @@ class Container:
                     ac._insert(entity)
             for ac_id, evs in doc.get("masks", {}).items():
                 if ac_id in entity.attached:
-                    entity.masks[ac_id] = {EventTypeId.parse(e) for e in evs}
+                    entity.own_masks()[ac_id] = {EventTypeId.parse(e) for e in evs}
         self._flush_system_writes(drop)
         for timer_id, doc in store.load("timer").items():
             if self.timers._restore(timer_id, doc):

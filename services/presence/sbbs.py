@@ -70,15 +70,23 @@ SETTINGS_TABLE = "presence-settings"
 def _config(sbb: Sbb) -> PresenceConfig:
     """Service config, overridden by profile ``presence-settings/default`` where set.
 
-    Read once per SLEE transaction (a PUBLISH asks for it several times).
+    Read once per SLEE transaction (a PUBLISH asks for it several times). The one copy is
+    kept here, not on the SBB object: an idle Ready object would hold it for nothing.
     """
+    global _config_cache
     txn = current_transaction.get()
-    cached = getattr(sbb, "_config_cache", None)
-    if cached is not None and txn is not None and cached[0] == txn.id:
+    if txn is None:
+        return _read_config(sbb)
+    key = (txn.id, id(sbb.context.service_config))
+    cached = _config_cache
+    if cached is not None and cached[0] == key:
         return cached[1]
     config = _read_config(sbb)
-    sbb._config_cache = (txn.id if txn is not None else None, config)  # type: ignore[attr-defined]
+    _config_cache = (key, config)
     return config
+
+
+_config_cache: tuple[tuple[Any, int], PresenceConfig] | None = None
 
 
 def _read_config(sbb: Sbb) -> PresenceConfig:
@@ -382,7 +390,8 @@ class PresentitySbb(Sbb):
     registered = CmpField(bool, default=False)
     pubs = CmpField(dict)  # etag -> {"body": bytes, "expires_at": float, "timer": str, "at": float}
     timer_owner = CmpField(dict)  # timer id -> etag | "rules"
-    document = CmpField(bytes)  # the last composed PIDF
+    document = CmpField(bytes)  # the composed PIDF, kept by earlier versions; now None (see _document)
+    doc_digest = CmpField(str)  # digest of the last composed PIDF: recomposing to the same notifies nobody
     subs = CmpField(dict)  # child entity id -> {"watcher", "package", "state", "display", "id", "event"}
     home = CmpField(object)  # ACI of the named null activity that keeps this entity alive
     rules_timer = CmpField(str)  # only in state from versions that polled the rules table
@@ -640,7 +649,6 @@ class PresentitySbb(Sbb):
         except Exception:  # no location RA linked (unit tests, presence-only deployments)
             bindings = []
         self.registered = bool(bindings)
-        self.document = None  # composed when first needed (a first PUBLISH recomposes anyway)
 
     def _own_timer(self, timer_id: str, owner: str) -> None:
         owners = dict(self.timer_owner or {})
@@ -663,17 +671,19 @@ class PresentitySbb(Sbb):
         return False  # publications are dropped on deregistration, so nothing stale remains
 
     def _document(self) -> bytes:
-        """The current composed document (composed now if nobody needed it yet)."""
-        doc = self.document
-        if doc is None:
-            doc = self.document = self._compose()
-        return doc
+        """The current composed document. Composed each time it is needed (7 us without a
+        publication, 26 us with one), not kept: keeping it cost 0.8 KiB per presentity,
+        most of them with nothing published, and it is needed once per new subscription."""
+        return self._compose()
 
     def _recompose(self) -> None:
         doc = self._compose()
-        if doc == self.document:
+        digest = hashlib.blake2b(doc, digest_size=16).hexdigest()
+        if self.document is not None:
+            self.document = None  # state written by an earlier version
+        if digest == self.doc_digest:
             return  # unchanged composed state: nobody is notified
-        self.document = doc
+        self.doc_digest = digest
         for ref in self.subscriptions:
             info = (self.subs or {}).get(ref.entity_id)
             if info is not None and info["package"] == "presence":

@@ -12,6 +12,7 @@ from slee import ProfileAttribute, ProfileSpec
 from slee.events import Address
 from slee.ra.sip import DIALOG_REQUEST, REQUEST, RESPONSE_SUCCESS, aor_of
 from slee.ra.sip.testing import FakeSipNetwork
+from slee.sbb import SbbLocalObject
 from slee.testing import SbbHarness
 
 from ..rules import PresenceRuleSpec
@@ -62,6 +63,11 @@ class PresenceBed:
 
     def close(self) -> None:
         self.h.close()
+
+    def document(self) -> bytes:
+        """The presentity's composed PIDF now, as a new watcher's first NOTIFY would carry it."""
+        with self.h.transaction():
+            return SbbLocalObject(self.h.container, self.h.root().id).snapshot()["document"].encode()
 
     def fire_request(self, event_type: Any, raw: bytes | str) -> Any:
         """Like ``FakeSipNetwork.fire_request`` (which calls ``SbbHarness.activity_for``, a

@@ -108,10 +108,10 @@ def test_two_devices_publish_and_the_open_one_is_first(bed: PresenceBed):
     bed.publish("bob", pidf(BOB, "open", tuple_id="phone"))
     bed.publish("bob", pidf(BOB, "closed", tuple_id="desk"))
     assert len(bed.h.root().cmp["pubs"]) == 2
-    doc = parse_pidf(bed.h.root().cmp["document"])
+    doc = parse_pidf(bed.document())
     ids = [t.get("id") for t in doc.iterfind(f"{{{PIDF_NS}}}tuple")]
     assert ids == ["phone", "desk"]
-    assert _basic(bed.h.root().cmp["document"]) == "open"
+    assert _basic(bed.document()) == "open"
 
 
 def test_registration_drives_open_and_closed_and_closes_publications(bed: PresenceBed):
@@ -143,7 +143,7 @@ def test_keeping_publications_on_deregister_is_configurable():
         bed.publish("bob", pidf(BOB))
         _loc(bed, LOCATION_DEREGISTERED)
         assert len(bed.h.root().cmp["pubs"]) == 1
-        assert _basic(bed.h.root().cmp["document"]) == "open"
+        assert _basic(bed.document()) == "open"
     finally:
         bed.close()
 

@@ -126,9 +126,12 @@ def test_unchanged_document_sends_no_notify(bed: PresenceBed):
     bed.answer_notifies()
     etag = bed.net.last_response().headers.get("SIP-ETag")
     before = len(bed.notifies())
+    digest = bed.h.root().cmp["doc_digest"]
+    assert digest and bed.h.root().cmp.get("document") is None  # composed when needed, not kept
     bed.publish("bob", None, etag=etag)  # a refresh changes nothing that watchers see
     assert bed.net.last_response().status == 200
     assert len(bed.notifies()) == before
+    assert bed.h.root().cmp["doc_digest"] == digest
 
 
 def test_notify_cseq_and_dialog_survive_in_persistent_dialog_state(bed: PresenceBed):
