@@ -219,6 +219,20 @@ class SbbEntity:
             dirty = self.cmp_dirty = set()
         dirty.add(name)  # re-encoded at commit; harmless if the write is undone
 
+    def clear_cmp(self, name: str) -> None:
+        """Back to the field's default: the value is dropped (nothing to do if it is not set)."""
+        cmp = self.cmp
+        if name not in cmp:
+            return
+        txn = require_transaction()
+        old = cmp.pop(name)
+        txn.record_undo(lambda: cmp.__setitem__(name, old))
+        txn.mark_dirty(self)
+        dirty = self.cmp_dirty
+        if dirty is None:
+            dirty = self.cmp_dirty = set()
+        dirty.add(name)
+
     def _durable(self) -> bool:
         """Worth a store row: on a persistent activity, part of a tree, or already stored.
 

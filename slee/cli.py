@@ -8,7 +8,6 @@ Every command except ``start`` talks to the container whose data dir is ``--data
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -121,7 +120,7 @@ class Cli:
     # -- lifecycle ---------------------------------------------------------------------------
     def cmd_start(self) -> int:
         from slee.management import NotLoopbackError
-        from slee.server import ServerConfig, StartError, configure_logging, serve
+        from slee.server import ServerConfig, StartError, configure_logging, run_loop, serve
         from slee.store import StoreError
 
         a = self.args
@@ -131,13 +130,13 @@ class Cli:
         config = ServerConfig(data_dir=self.data, store_url=a.store, mgmt_host=a.mgmt_host, mgmt_port=a.mgmt_port,
                               sip_host=a.sip_host, sip_port=a.sip_port, deploy=tuple(a.deploy or ()),
                               recipes_dir=Path(a.recipes).resolve() if a.recipes else None,
-                              variables=_pairs(a.set, "--set"), gc_threshold=a.gc_threshold)
+                              variables=_pairs(a.set, "--set"), gc_threshold=a.gc_threshold, loop=a.loop)
         try:
             if a.workers > 1:
                 from slee.workers import serve_workers
 
-                return asyncio.run(serve_workers(config, a.workers))
-            return asyncio.run(serve(config))
+                return run_loop(serve_workers(config, a.workers), a.loop)
+            return run_loop(serve(config), a.loop)
         except (StartError, NotLoopbackError, StoreError, OSError) as exc:
             raise CliError(f"cannot start: {exc}") from None
         except Exception as exc:
@@ -415,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--gc-threshold", type=int, default=10_000, metavar="N",
                    help="allocations between young-generation GC runs (0: CPython's default tuning)")
+    p.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"],
+                   help="event loop: uvloop when installed (auto, the default), or asyncio's own")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="N container processes sharing the SIP port, one per core (default 1; see docs/operations.md)")
 

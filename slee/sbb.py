@@ -145,7 +145,13 @@ class CmpField:
         entity = sbb._slee_entity
         if entity is None:
             raise RuntimeError(f"CMP field {self.name} written outside the Ready state")
-        entity.set_cmp(self.name, value)
+        default = self.default
+        if value is default or (type(value) is type(default) and value == default and not callable(default)):
+            # A field at its default is not kept: reading it gives the default anyway, and a
+            # subscription's dozen flags and counters at their defaults were a larger dict.
+            entity.clear_cmp(self.name)
+        else:
+            entity.set_cmp(self.name, value)
 
 
 class ChildRelation:

@@ -42,6 +42,7 @@ from slee.server import (
     StartError,
     configure_logging,
     lock_data_dir,
+    run_loop,
     run_until_stopped,
     serve,
 )
@@ -144,7 +145,7 @@ class Supervisor:
         return {"index": worker.index, "count": self.count, "run_dir": self.run_dir,
                 "data_dir": str(worker.data_dir), "sip_host": cfg.sip_host, "sip_port": cfg.sip_port,
                 "deploy": list(cfg.deploy), "recipes_dir": str(cfg.recipes_dir) if cfg.recipes_dir else None,
-                "variables": cfg.variables, "gc_threshold": cfg.gc_threshold,
+                "variables": cfg.variables, "gc_threshold": cfg.gc_threshold, "loop": cfg.loop,
                 "shutdown_timeout": cfg.shutdown_timeout,
                 "log_level": logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()}
 
@@ -404,9 +405,9 @@ def _worker_main(spec: dict[str, Any]) -> int:
         data_dir=Path(spec["data_dir"]), mgmt_port=0, sip_host=spec["sip_host"], sip_port=spec["sip_port"],
         deploy=tuple(spec["deploy"]), recipes_dir=Path(spec["recipes_dir"]) if spec["recipes_dir"] else None,
         variables=spec["variables"], gc_threshold=spec["gc_threshold"], shutdown_timeout=spec["shutdown_timeout"],
-        worker=WorkerInfo(index, spec["count"], spec["run_dir"]))
+        worker=WorkerInfo(index, spec["count"], spec["run_dir"]), loop=spec.get("loop", "auto"))
     try:
-        return asyncio.run(serve(config))
+        return run_loop(serve(config), config.loop)
     except Exception as exc:  # the supervisor reports the exit status; the reason goes to the log
         log.error("worker %d cannot start: %s", index, exc)
         return 1

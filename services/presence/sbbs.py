@@ -152,7 +152,7 @@ class SubscriptionSbb(Sbb):
         self.dialog_aci = dialog_aci
         self.presentity = info["presentity"]
         self.watcher = info["watcher"]
-        self.display = info.get("display") or ""
+        self.display = info.get("display") or None  # None is not kept (the field's default)
         self.package = info["package"]
         self.state = info["state"]
         self.created_at = self.context.now()
@@ -190,7 +190,7 @@ class SubscriptionSbb(Sbb):
     @local_method
     def describe(self) -> dict[str, Any]:
         dialog = self._dialog()
-        return {"watcher": self.watcher, "display": self.display, "package": self.package,
+        return {"watcher": self.watcher, "display": self.display or "", "package": self.package,
                 "state": self.state, "expires": self._remaining(), "dialog": dialog.id if dialog else None,
                 "cseq": dialog.local_seq if dialog else None, "outstanding": self.outstanding,
                 "duration": int(self.context.now() - (self.created_at or self.context.now()))}

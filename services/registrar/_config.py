@@ -22,6 +22,24 @@ class RegistrarConfig:
 
     @classmethod
     def from_service(cls, entries: dict[str, Any]) -> RegistrarConfig:
+        """The config for these recipe/profile entries; the same entries give the same
+        (immutable) config without parsing them again: REGISTER asks on every request."""
+        try:
+            key: Any = tuple(sorted(entries.items()))
+            cached = _BY_ENTRIES.get(key)
+        except TypeError:  # an unhashable value (a list of domains): parse every time
+            key = cached = None
+        if cached is not None:
+            return cached
+        cfg = cls._parse(entries)
+        if key is not None:
+            if len(_BY_ENTRIES) >= 32:
+                _BY_ENTRIES.clear()
+            _BY_ENTRIES[key] = cfg
+        return cfg
+
+    @classmethod
+    def _parse(cls, entries: dict[str, Any]) -> RegistrarConfig:
         known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {}
         for key, value in entries.items():
@@ -46,6 +64,9 @@ class RegistrarConfig:
             raise ValueError("need 0 < min_expires <= default_expires <= max_expires "
                              f"(got {cfg.min_expires}, {cfg.default_expires}, {cfg.max_expires})")
         return cfg
+
+
+_BY_ENTRIES: dict[Any, RegistrarConfig] = {}
 
 
 def _flag(value: Any) -> bool:

@@ -125,8 +125,20 @@ def ok_headers(request: Request, bindings: tuple[Binding, ...] | list[Binding], 
         for p in request.headers.get_all("Path"):
             headers.append(("Path", p))
     headers.append(("Supported", "path"))
-    headers.append(("Date", formatdate(now, usegmt=True)))
+    headers.append(("Date", _date(now)))
     return headers
+
+
+_last_date: tuple[int, str] = (0, "")
+
+
+def _date(now: float) -> str:
+    """RFC 1123 date of ``now``, formatted once per second (it was 1 % of a REGISTER)."""
+    global _last_date
+    second = int(now)
+    if _last_date[0] != second:
+        _last_date = (second, formatdate(second, usegmt=True))
+    return _last_date[1]
 
 
 def _q(q: float) -> str:

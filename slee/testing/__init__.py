@@ -85,6 +85,21 @@ class FiredEvent:
     address: Address | None
 
 
+class CmpView(dict):
+    """An entity's CMP fields as stored: a field at its default is not kept (``CmpField``
+    drops it), so it is absent here, but ``view["name"]`` still gives its default."""
+
+    def __init__(self, values: dict[str, Any], fields: dict[str, Any]) -> None:
+        super().__init__(values)
+        self._fields = fields
+
+    def __missing__(self, name: str) -> Any:
+        field = self._fields.get(name)
+        if field is None:
+            raise KeyError(name)
+        return field.default() if callable(field.default) else field.default
+
+
 @dataclass(slots=True)
 class EntityView:
     """A read-only snapshot of an SBB entity for assertions."""
@@ -292,7 +307,7 @@ class SbbHarness:
     def _view(self, e: SbbEntity) -> EntityView:
         acts = [self.container.activity_contexts_by_id[a].activity for a in sorted(e.attached)
                 if a in self.container.activity_contexts_by_id]
-        return EntityView(e.id, e.descriptor.id, dict(e.cmp), acts, {k: list(v) for k, v in e.children.items()},
+        return EntityView(e.id, e.descriptor.id, CmpView(e.cmp, e.descriptor.cmp_fields), acts, {k: list(v) for k, v in e.children.items()},
                           e.priority, e.convergence_name, e.parent_id, e.obj)
 
     def attached_to(self, activity: Any) -> list[EntityView]:

@@ -214,3 +214,36 @@ def test_stored_entity_document_is_the_store_encoding_of_every_cmp_field():
             text_doc = "{" + entity._cmp_json() + "}"
             assert text_doc == _json.dumps({k: encode_cmp(v) for k, v in entity.cmp.items()})
             assert json.loads(text_doc)["flag"] is (text == "one")
+
+
+def test_a_cmp_field_set_to_its_default_is_not_kept_and_a_rollback_brings_it_back():
+    import json
+
+    class Flags(Sbb):
+        busy = CmpField(bool, default=False)
+        retries = CmpField(int, default=-1)
+        label = CmpField(str)
+
+        @event_handler(PING, initial=True)
+        def on_ping(self, event, aci):
+            if event.text == "set":
+                self.busy, self.retries, self.label = True, 3, "x"
+            else:  # back to the defaults; None where the default is -1 is a value, not the default
+                self.busy, self.retries, self.label = False, None, None
+                assert (self.busy, self.retries, self.label) == (False, None, None)
+                if event.text == "fail":
+                    raise RuntimeError("undo the reset")
+
+    with SbbHarness(Flags) as h:
+        act = FakeActivity("persistent")
+        h.container.start_activity("harness", act, act, persistent=True)
+        assert h.fire(PING, Ping("set"), act).failed == 0
+        [entity] = h.container.entities.values()
+        assert entity.cmp == {"busy": True, "retries": 3, "label": "x"}
+        assert h.fire(PING, Ping("fail"), act).failed == 1
+        assert entity.cmp == {"busy": True, "retries": 3, "label": "x"}  # rolled back
+        assert h.fire(PING, Ping("reset"), act).failed == 0
+        assert entity.cmp == {"retries": None}  # busy and label are at their defaults: dropped
+        assert json.loads("{" + entity._cmp_json() + "}") == {"retries": None}
+        view = h.root().cmp
+        assert "busy" not in view and view["busy"] is False and view["label"] is None

@@ -92,8 +92,7 @@ class _Stream(asyncio.Protocol):
         self.raw = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
         peer = transport.get_extra_info("peername")
         self.address = (peer[0], peer[1])
         self.owner._streams.append(self)
