@@ -392,7 +392,7 @@ class PresentitySbb(Sbb):
     timer_owner = CmpField(dict)  # timer id -> etag | "rules"
     document = CmpField(bytes)  # the composed PIDF, kept by earlier versions; now None (see _document)
     doc_digest = CmpField(str)  # digest of the last composed PIDF: recomposing to the same notifies nobody
-    subs = CmpField(dict)  # child entity id -> {"watcher", "package", "state", "display", "id", "event"}
+    subs = CmpField(dict)  # child entity id -> {"watcher", "package", "state", "id"[, "display"][, "event"]}
     home = CmpField(object)  # ACI of the named null activity that keeps this entity alive
     rules_timer = CmpField(str)  # only in state from versions that polled the rules table
     subscriptions = ChildRelation(SubscriptionSbb)
@@ -463,9 +463,12 @@ class PresentitySbb(Sbb):
         dialog_aci = self.context.aci_for(dialog)
         child = self.subscriptions.create()
         subs = dict(self.subs or {})
-        subs[child.entity_id] = {"watcher": watcher, "package": package, "state": state,
-                                 "display": req.from_.display_name or "", "id": _watch_id(dialog.id),
-                                 "event": "subscribe"}
+        # Only what differs from the defaults _watcher() reads ("display" none, "event"
+        # "subscribe"): one entry per watcher, 4 keys are a smaller dict than 6.
+        entry = {"watcher": watcher, "package": package, "state": state, "id": _watch_id(dialog.id)}
+        if req.from_.display_name:
+            entry["display"] = req.from_.display_name
+        subs[child.entity_id] = entry
         self.subs = subs
         self.context.usage(USAGE).increment("subscriptions")
         info = {"presentity": self.aor, "watcher": watcher, "display": req.from_.display_name or "",

@@ -25,9 +25,9 @@ class RegistrarConfig:
         """The config for these recipe/profile entries; the same entries give the same
         (immutable) config without parsing them again: REGISTER asks on every request."""
         try:
-            key: Any = tuple(sorted(entries.items()))
+            key: Any = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in entries.items()))
             cached = _BY_ENTRIES.get(key)
-        except TypeError:  # an unhashable value (a list of domains): parse every time
+        except TypeError:  # an unhashable value (a map): parse every time
             key = cached = None
         if cached is not None:
             return cached

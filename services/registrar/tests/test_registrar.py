@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
 
+import pytest
+
 from slee.ra.location import LOCATION_CHANGED, LOCATION_DEREGISTERED, LOCATION_REGISTERED
 from slee.sip import Peer, build_credentials, compute_ha1
 
@@ -217,3 +219,16 @@ def test_failed_attempts_are_rate_limited_per_source_ip():
         assert other_ip.status == 200
     finally:
         rig.close()
+
+
+def test_the_config_of_the_same_settings_is_parsed_once_and_a_change_is_seen():
+    from services.registrar._config import RegistrarConfig
+
+    settings = {"domains": ["Example.test"], "auth": "off", "default_expires": "1800"}
+    first = RegistrarConfig.from_service(settings)
+    assert first.domains == ("example.test",) and first.default_expires == 1800
+    assert RegistrarConfig.from_service(dict(settings)) is first  # asked on every REGISTER
+    changed = RegistrarConfig.from_service({**settings, "domains": ["other.test"]})
+    assert changed.domains == ("other.test",)
+    with pytest.raises(ValueError):
+        RegistrarConfig.from_service({**settings, "min_expires": 9999})  # still checked
