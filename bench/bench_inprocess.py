@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -85,18 +86,29 @@ def request(workload: str, i: int) -> bytes:
     raise SystemExit(f"unknown workload {workload}")
 
 
+async def start_server(tmp: str, recipe: str, *, store: Store | None) -> tuple[Container, Any, RecordingTransport]:
+    """The container with ``recipe`` deployed, its SIP RA's socket replaced by a recorder."""
+    c = Container(store=store)
+    for ra in discover_resource_adaptors().values():
+        c.install_ra(ra)
+    manager = DeploymentManager(c, units_dir=Path(tmp) / "units", recipes_dir=ROOT / "deploy",
+                                variables={"sip_host": "127.0.0.1", "sip_port": "0"})
+    await c.start()
+    await manager.deploy(recipe, {})
+    sip = c.ra_entities["sip"].ra
+    transport = RecordingTransport()
+    transport.on_message = sip._on_message
+    await sip.transport.close()
+    sip.transport = transport
+    return c, sip, transport
+
+
 async def main(args: argparse.Namespace) -> None:
     from slee.sip import parse_message
 
     tmp = tempfile.TemporaryDirectory()
     store = None if args.no_store else Store.open(f"sqlite:///{tmp.name}/slee.db")
-    c = Container(store=store)
-    for ra in discover_resource_adaptors().values():
-        c.install_ra(ra)
-    manager = DeploymentManager(c, units_dir=Path(tmp.name) / "units", recipes_dir=ROOT / "deploy",
-                                variables={"sip_host": "127.0.0.1", "sip_port": "0"})
-    await c.start()
-    await manager.deploy(args.recipe, {})
+    c, sip, transport = await start_server(tmp.name, args.recipe, store=store)
     if not args.default_gc:
         import dataclasses
 
@@ -104,11 +116,6 @@ async def main(args: argparse.Namespace) -> None:
 
         default = {f.name: f.default for f in dataclasses.fields(ServerConfig)}["gc_threshold"]
         tune_gc(default)  # as bin/slee start does
-    sip = c.ra_entities["sip"].ra
-    transport = RecordingTransport()
-    transport.on_message = sip._on_message
-    await sip.transport.close()
-    sip.transport = transport
     messages = [request(args.workload, i) for i in range(args.n)]
     # warm up (imports, caches)
     for raw in messages[:50]:

@@ -1,7 +1,7 @@
 """Per-call latency of one workload at a fixed rate, a few runs, with the tail percentiles.
 
-bench/run.py measures latency once, right after its rate steps; this measures it alone, as
-often as asked, on whatever state the server is in. Same SIPp scenarios and latency
+bench/run.py measures latency once per workload, before its rate steps; this measures it
+alone, as often as asked, on whatever state the server is in. Same SIPp scenarios and latency
 definition as run.py (REGISTER/PUBLISH to their 2xx, SUBSCRIBE to the initial NOTIFY).
 
     .venv/bin/python bench/latency.py --target 127.0.0.1:5060 --workload subscribe \\
