@@ -238,36 +238,40 @@ def tune_gc(threshold: int) -> None:
     young threshold bounds each pause: a young collection scans what survived since the
     last one (under presence load, most of it), 18-25 ms at 100,000, about 2 ms at 10,000.
     """
+    global _last_full_scan
     if threshold <= 0:
         return
     gc.collect()
     gc.freeze()  # objects alive after startup (code, registries, restored state) are not rescanned
+    _last_full_scan = time.monotonic()
     gc.set_threshold(threshold, 50, 100)
     if _freeze_survivors not in gc.callbacks:
         gc.callbacks.append(_freeze_survivors)
 
 
-FULL_SCAN_EVERY = 16
-"""Every this many full collections, one scans the frozen objects too (see _freeze_survivors)."""
-_full_collections = 0
+FULL_SCAN_INTERVAL = 600.0
+"""Seconds between full collections that scan the frozen objects too (see _freeze_survivors)."""
+_last_full_scan = time.monotonic()
 
 
 def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
-    """After a full collection, freeze what survived it, so the next one scans only newer objects.
+    """After every collection, freeze what survived it: each object is scanned by one young
+    collection, then never again until the next full scan.
 
-    A full collection walks every tracked object: with 37,000 subscriptions per worker that
-    stalled the loop for about 60 ms each time. What survives one is the server's long-lived
-    state, freed by reference counting when it ends; only garbage cycles among frozen objects
-    would wait. The presence service makes none (after 3,000 PUBLISHes or SUBSCRIBEs a full
-    collection found 0 unreachable objects), and every FULL_SCAN_EVERY-th full collection
-    unfreezes everything first, so such cycles are still collected.
+    Under presence load most young objects survive (they are bindings, entities, dialogs),
+    so the older generations fill with them. Freezing only after full collections left the
+    middle generation to collect: after 100,000 REGISTERs and PUBLISHes per worker its
+    collections stalled the loop for about 200 ms, and young collections with references
+    into that large heap took 13-20 ms. Long-lived state is freed by reference counting when
+    it ends; only garbage cycles among frozen objects would wait, and the services make
+    almost none (young collections under load found 0 unreachable objects). A full
+    collection at least FULL_SCAN_INTERVAL seconds after the last full scan unfreezes
+    everything first, so such cycles are still collected; that one scan walks the whole heap.
     """
-    global _full_collections
-    if info.get("generation") != 2:
-        return
+    global _last_full_scan
     if phase == "start":
-        _full_collections += 1
-        if _full_collections % FULL_SCAN_EVERY == 0:
+        if info.get("generation") == 2 and time.monotonic() - _last_full_scan >= FULL_SCAN_INTERVAL:
+            _last_full_scan = time.monotonic()
             gc.unfreeze()
     else:
         gc.freeze()

@@ -251,3 +251,24 @@ def test_migrate_is_refused_when_the_new_version_lacks_a_live_sbb(manager, tmp_p
     states = {str(s.id): s.state.value for s in manager.container.services.values()}
     assert states == {"demo/test/1.0": "ACTIVE"}  # v1 untouched, the refused v2 uninstalled again
     assert [str(u) for u in manager.units] == ["demo/test/1.0"]
+
+
+def test_migrate_keeps_the_value_of_a_field_whose_default_changed(manager, tmp_path):
+    """A field at its default is not stored; v2 declaring another default must not change it."""
+    code_v1 = SBB_CODE.replace("    count = CmpField(int, default=0)\n",
+                               "    count = CmpField(int, default=0)\n    level = CmpField(int, default=0)\n"
+                               "    mode = CmpField(str, default='a')\n")
+    code_v2 = SBB_CODE.replace("    count = CmpField(int, default=0)\n",
+                               "    count = CmpField(int, default=0)\n    level = CmpField(int, default=7)\n"
+                               "    mode = CmpField(str, default='a')\n")
+    manager.install(write_unit(tmp_path, version="1.0", code=code_v1))
+    manager.activate("demo")
+    c = manager.container
+    _fire(c, "f1", True)
+    [entity] = list(c.entities.values())
+    assert "level" not in entity.cmp and "mode" not in entity.cmp  # both at their v1 defaults
+
+    asyncio.run(manager.upgrade("demo", write_unit(tmp_path / "b", version="2.0", code=code_v2), migrate=True))
+    assert entity.cmp["level"] == 0  # the value it had, not v2's default of 7
+    assert "mode" not in entity.cmp  # same default in both: nothing to keep
+    manager.uninstall("demo/test/1.0")
