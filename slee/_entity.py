@@ -214,10 +214,15 @@ class SbbEntity:
 
         txn.record_undo(undo)
         txn.mark_dirty(self)
+        self.written(name)
+
+    def written(self, name: str) -> None:
+        """CMP field ``name`` changed: re-encode it at the next store write (harmless if the
+        change is undone)."""
         dirty = self.cmp_dirty
         if dirty is None:  # an empty set is 216 bytes: most entities are clean most of the time
             dirty = self.cmp_dirty = set()
-        dirty.add(name)  # re-encoded at commit; harmless if the write is undone
+        dirty.add(name)
 
     def clear_cmp(self, name: str) -> None:
         """Back to the field's default: the value is dropped (nothing to do if it is not set)."""
@@ -228,10 +233,7 @@ class SbbEntity:
         old = cmp.pop(name)
         txn.record_undo(lambda: cmp.__setitem__(name, old))
         txn.mark_dirty(self)
-        dirty = self.cmp_dirty
-        if dirty is None:
-            dirty = self.cmp_dirty = set()
-        dirty.add(name)
+        self.written(name)
 
     def _durable(self) -> bool:
         """Worth a store row: on a persistent activity, part of a tree, or already stored.
@@ -287,29 +289,15 @@ class SbbEntity:
         """
         enc = self.cmp_encoded
         cmp = self.cmp
+        dirty = self.cmp_dirty
+        everything = enc is None  # never written: no cached text is valid
+        if everything:
+            enc = EMPTY  # type: ignore[assignment]  # written once, nothing large (yet)
+        elif dirty and enc:
+            for name in dirty:  # dropped, or now a scalar: its cached text is stale
+                if type(cmp.get(name)) in _SCALAR_JSON:
+                    enc.pop(name, None)  # type: ignore[union-attr]
         dumps = _json.dumps
-        fresh: dict[str, str] | None = None
-        dirty: Any = cmp if enc is None else (self.cmp_dirty or ())
-        for name in dirty:
-            value = cmp.get(name, _MISSING)
-            if value is _MISSING or type(value) in _SCALAR_JSON:
-                if enc:
-                    enc.pop(name, None)  # type: ignore[attr-defined]
-                continue
-            text = dumps(encode_cmp(value))
-            if len(text) >= _CACHE_MIN:
-                if type(enc) is not dict:
-                    enc = self.cmp_encoded = {}
-                enc[name] = text
-            else:
-                if enc:
-                    enc.pop(name, None)  # type: ignore[attr-defined]
-                if fresh is None:
-                    fresh = {}
-                fresh[name] = text
-        if enc is None:
-            enc = self.cmp_encoded = EMPTY  # type: ignore[assignment]  # written once, nothing large
-        self.cmp_dirty = None
         parts = []
         for name, value in cmp.items():
             key = _FIELD_JSON.get(name)
@@ -319,12 +307,18 @@ class SbbEntity:
             if writer is not None:
                 text = writer(value)
             else:
-                text = enc.get(name)  # type: ignore[union-attr]
+                text = None if everything or (dirty and name in dirty) else enc.get(name)  # type: ignore[union-attr]
                 if text is None:
-                    text = fresh.get(name) if fresh is not None else None
-                    if text is None:
-                        text = dumps(encode_cmp(value))
+                    text = dumps(encode_cmp(value))
+                    if len(text) >= _CACHE_MIN:
+                        if type(enc) is not dict:
+                            enc = {}
+                        enc[name] = text  # type: ignore[index]
+                    elif enc:
+                        enc.pop(name, None)  # type: ignore[union-attr]
             parts.append(f"{key}:{text}")
+        self.cmp_encoded = enc
+        self.cmp_dirty = None
         return ",".join(parts)
 
     def __repr__(self) -> str:
@@ -346,7 +340,6 @@ _SCALAR_JSON: dict[type, Callable[[Any], str]] = {
     type(None): lambda v: "null",
 }
 _FIELD_JSON: dict[str, str] = {}  # CMP field name -> its JSON text
-_MISSING = object()
 _CACHE_MIN = 256  # structured CMP values whose JSON is at least this long keep it between writes
 
 

@@ -107,19 +107,15 @@ class EventContext:
     activity_context_id: str
 
 
-def _default_of(field: Any) -> Any:
-    return field.default() if callable(field.default) else field.default
-
-
 def _keep_old_defaults(entity: SbbEntity, target: SbbDescriptor) -> None:
     """A CMP field at its default is not stored (CmpField.__set__). Before an entity moves to
     a version that declares another default for such a field, store the old default, so the
     value the entity had is what the new code reads."""
     for name, field in entity.descriptor.cmp_fields.items():
         new_field = target.cmp_fields.get(name)
-        if name not in entity.cmp and new_field is not None and _default_of(new_field) != _default_of(field):
-            entity.cmp[name] = _default_of(field)
-            entity.cmp_dirty = (entity.cmp_dirty or set()) | {name}
+        if name not in entity.cmp and new_field is not None and new_field.default_value() != field.default_value():
+            entity.cmp[name] = field.default_value()
+            entity.written(name)
 
 
 class Container:

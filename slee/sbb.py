@@ -124,6 +124,11 @@ class CmpField:
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
+    def default_value(self) -> Any:
+        """What the field reads as when it is not set (a callable default is a factory)."""
+        default = self.default
+        return default() if callable(default) else default
+
     def __get__(self, sbb: Sbb | None, owner: type | None = None) -> Any:
         if sbb is None:
             return self
@@ -131,10 +136,7 @@ class CmpField:
         if entity is None:
             raise RuntimeError(f"CMP field {self.name} read outside the Ready state")
         value = entity.cmp.get(self.name, _MISSING)
-        if value is _MISSING:
-            default = self.default
-            return default() if callable(default) else default
-        return value
+        return self.default_value() if value is _MISSING else value
 
     def __set__(self, sbb: Sbb, value: Any) -> None:
         if value is not None and self.type is not object and not isinstance(value, self.type):

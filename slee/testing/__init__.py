@@ -97,7 +97,7 @@ class CmpView(dict):
         field = self._fields.get(name)
         if field is None:
             raise KeyError(name)
-        return field.default() if callable(field.default) else field.default
+        return field.default_value()
 
 
 @dataclass(slots=True)
