@@ -11,8 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 from slee._ids import EventTypeId, SbbId
 from slee._smallset import EMPTY, SmallSet, own
+from slee.activity import ActivityContextInterface
 from slee.errors import ValidationError
-from slee.sbb import ChildRelation, CmpField, HandlerSpec, Sbb, SbbContext, encode_cmp
+from slee.sbb import (
+    ChildRelation,
+    CmpField,
+    HandlerSpec,
+    Sbb,
+    SbbContext,
+    SbbLocalObject,
+    decode_cmp,
+    encode_cmp,
+)
 from slee.store import _json
 from slee.store._changes import EncodedJson
 from slee.transaction import require_transaction
@@ -140,9 +150,9 @@ class SbbEntity:
     """One SBB entity: its identity, CMP state, attachments, children and bound SBB object."""
 
     __slots__ = (
+        "_cmp",
         "attached",
         "children",
-        "cmp",
         "cmp_dirty",
         "cmp_encoded",
         "container",
@@ -151,6 +161,7 @@ class SbbEntity:
         "id",
         "masks",
         "obj",
+        "packed",
         "parent_id",
         "priority",
         "relation",
@@ -179,7 +190,8 @@ class SbbEntity:
         self.relation = relation
         self.convergence_name = convergence_name
         self.priority = priority
-        self.cmp: dict[str, Any] = {}
+        self._cmp: dict[str, Any] | None = {}
+        self.packed: str | None = None  # the CMP state as JSON text while passivated (see pack)
         self.cmp_dirty: set[str] | None = None  # CMP fields written since the last store write
         self.cmp_encoded: dict[str, str] | None = None  # stored JSON of structured fields
         self.attached = SmallSet()  # ids of the activity contexts it is attached to
@@ -188,6 +200,51 @@ class SbbEntity:
         self.obj: Sbb | None = None
         self.removed = False
         self.stored = False  # a row for this entity is (or will be, at commit) in the store
+
+    @property
+    def cmp(self) -> dict[str, Any]:
+        """The CMP values by field name (unpacked on first use after a passivation)."""
+        cmp = self._cmp
+        if cmp is None:
+            cmp = self._unpack()
+        return cmp
+
+    @cmp.setter
+    def cmp(self, value: dict[str, Any]) -> None:
+        self._cmp = value
+        self.packed = None
+
+    def pack(self) -> bool:
+        """Keep a passivated entity's CMP state as its JSON text, not as a dict of values.
+
+        Most entities of a large SLEE are idle (a subscription between refreshes): as text
+        their state takes a third of the memory; it is decoded when the entity is next
+        needed. Only clean state of types that decode to themselves is packed, and only
+        while it is small (a presentity with many watchers stays as it is).
+        """
+        cmp = self._cmp
+        if not cmp or self.cmp_dirty is not None:
+            return False
+        for value in cmp.values():
+            if type(value) not in _SCALAR_JSON and not _packable(value):
+                return False
+        text = self._cmp_json()
+        if len(text) > _PACK_MAX:
+            return False
+        self.packed = text
+        self._cmp = None
+        self.cmp_encoded = None  # the cached texts are inside ``packed`` now
+        return True
+
+    def _unpack(self) -> dict[str, Any]:
+        text = self.packed
+        assert text is not None, f"{self!r} has neither CMP values nor packed state"
+        container = self.container
+        name = self.descriptor.id.name
+        cmp = {k: decode_cmp(v, container, name) for k, v in _json.loads(f"{{{text}}}").items()}
+        self._cmp = cmp
+        self.packed = None
+        return cmp
 
     def own_children(self) -> dict[str, list[str]]:
         return own(self, "children")
@@ -341,6 +398,21 @@ _SCALAR_JSON: dict[type, Callable[[Any], str]] = {
 }
 _FIELD_JSON: dict[str, str] = {}  # CMP field name -> its JSON text
 _CACHE_MIN = 256  # structured CMP values whose JSON is at least this long keep it between writes
+_PACK_MAX = 2048  # CMP state packed while passivated up to this many characters of JSON
+
+
+def _packable(value: Any) -> bool:
+    """Whether ``value`` comes back from its stored JSON as an equal value of the same type:
+    not a tuple (it would come back a list), not a subclass of a plain type (an enum), not
+    a typed ACI view (its class is not stored; a plain ``ActivityContextInterface`` is)."""
+    t = type(value)
+    if t in _SCALAR_JSON or t is bytes or t is SbbLocalObject or t is ActivityContextInterface:
+        return True
+    if t is list:
+        return all(_packable(v) for v in value)
+    if t is dict:
+        return "$t" not in value and all(type(k) is str and _packable(v) for k, v in value.items())
+    return False
 
 
 class SbbObjectPool:

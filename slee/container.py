@@ -515,6 +515,7 @@ class Container:
             self._trace_error(f"{entity.descriptor.id}.sbb_passivate failed", exc)
         entity.obj = None
         self.pool.give_back(entity.descriptor, obj)
+        entity.pack()
         return True
 
     def uninstall_service(self, service_id: ServiceId) -> None:
@@ -1181,7 +1182,7 @@ class Container:
             entity = self.entities.get(entity_id)
             if entity is None:
                 continue
-            entity.cmp = {k: decode_cmp(v, self) for k, v in doc["cmp"].items()}
+            entity.cmp = {k: decode_cmp(v, self, entity.descriptor.id.name) for k, v in doc["cmp"].items()}
             for ac_id in doc["acs"]:
                 ac = self.activity_contexts_by_id.get(ac_id)
                 if ac is not None:

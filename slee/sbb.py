@@ -464,13 +464,15 @@ def encode_cmp(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} cannot be stored in a CMP field")
 
 
-def decode_cmp(value: Any, container: Container) -> Any:
+def decode_cmp(value: Any, container: Container, sbb_name: str = "") -> Any:
+    """The inverse of ``encode_cmp``. ``sbb_name``: the SBB whose state this is, so that an
+    activity context reference reads the same ACI attributes as the one that was stored."""
     if isinstance(value, list):
-        return [decode_cmp(v, container) for v in value]
+        return [decode_cmp(v, container, sbb_name) for v in value]
     if isinstance(value, dict):
         tag = value.get("$t")
         if tag is None:
-            return {k: decode_cmp(v, container) for k, v in value.items()}
+            return {k: decode_cmp(v, container, sbb_name) for k, v in value.items()}
         v = value["v"]
         if tag == "bytes":
             return base64.b64decode(v)
@@ -480,11 +482,11 @@ def decode_cmp(value: Any, container: Container) -> Any:
             ac = container.activity_contexts_by_id.get(v)
             from slee.activity import ActivityContextInterface
 
-            return ActivityContextInterface(ac) if ac is not None else None
+            return ActivityContextInterface(ac, sbb_name) if ac is not None else None
         if tag == "addr":
             return Address(v[0], v[1])
         if tag == "map":
-            return {decode_cmp(k, container): decode_cmp(x, container) for k, x in v}
+            return {decode_cmp(k, container, sbb_name): decode_cmp(x, container, sbb_name) for k, x in v}
     return value
 
 

@@ -115,7 +115,7 @@ class Transaction:
     """State shared by client and server transactions (fields are read-only for the TU)."""
 
     __slots__ = (
-        "_interval", "_retransmit_seq", "_timeout_seq", "_wire", "key", "kind",
+        "_interval", "_retransmit_entry", "_timeout_entry", "_wire", "key", "kind",
         "last_response", "request", "state",
     )
     role: str  # 'client' | 'server' (class attribute)
@@ -128,8 +128,11 @@ class Transaction:
         self.last_response: Response | None = None
         self._wire = b""  # what a retransmission resends: the request, or the last response
         self._interval = 0.0  # current retransmit interval
-        self._retransmit_seq = 0  # heap entry currently valid for each timer slot (0: none)
-        self._timeout_seq = 0
+        # The heap entry of each timer slot, [deadline, seq, transaction, slot], or None.
+        # Cancelling clears the entry's transaction: a dead entry waiting for its deadline
+        # in the heap does not keep the transaction alive (a NOTIFY's Timer F, 32 s).
+        self._retransmit_entry: list | None = None
+        self._timeout_entry: list | None = None
 
     @property
     def reliable(self) -> bool:
@@ -259,7 +262,7 @@ class TransactionLayer:
         self.auto_trying = auto_trying
         self._client: dict[tuple, ClientTransaction] = {}
         self._server: dict[tuple, ServerTransaction] = {}
-        self._heap: list[tuple[float, int, Transaction, int]] = []
+        self._heap: list[list] = []  # [deadline, seq, transaction or None (cancelled), slot]
         self._stale_entries = 0
         self._seq = itertools.count(1)
         self._events: deque[TransactionEvent] = deque()
@@ -279,8 +282,7 @@ class TransactionLayer:
         """The earliest deadline of any transaction, or None."""
         heap = self._heap
         while heap:
-            _deadline, seq, txn, slot = heap[0]
-            if _slot_seq(txn, slot) == seq:
+            if heap[0][2] is not None:
                 return heap[0][0]
             heapq.heappop(heap)
             self._stale_entries -= 1
@@ -305,15 +307,15 @@ class TransactionLayer:
         """Fire every timer due at ``now``."""
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _deadline, seq, txn, slot = heapq.heappop(heap)
-            if _slot_seq(txn, slot) != seq:
+            _deadline, _seq, txn, slot = heapq.heappop(heap)
+            if txn is None:
                 self._stale_entries -= 1
                 continue
             if slot == _RETRANSMIT:
-                txn._retransmit_seq = 0
+                txn._retransmit_entry = None
                 self._step(txn, _In.RETRANSMIT_TIMER, now)
             else:
-                txn._timeout_seq = 0
+                txn._timeout_entry = None
                 self._step(txn, _In.TIMEOUT_TIMER, now)
 
     def send_request(self, request: Request, destination: Peer, now: float) -> ClientTransaction:
@@ -490,25 +492,27 @@ class TransactionLayer:
 
     def _arm(self, txn: Transaction, slot: int, delay: float, now: float) -> None:
         self._cancel(txn, slot)
-        seq = next(self._seq)
+        entry = [now + delay, next(self._seq), txn, slot]
         if slot == _RETRANSMIT:
-            txn._retransmit_seq = seq
+            txn._retransmit_entry = entry
         else:
-            txn._timeout_seq = seq
-        heapq.heappush(self._heap, (now + delay, seq, txn, slot))
+            txn._timeout_entry = entry
+        heapq.heappush(self._heap, entry)
 
     def _cancel(self, txn: Transaction, slot: int) -> None:
         if slot == _RETRANSMIT:
-            if txn._retransmit_seq:
-                txn._retransmit_seq = 0
-                self._stale_entries += 1
-        elif txn._timeout_seq:
-            txn._timeout_seq = 0
+            entry = txn._retransmit_entry
+            txn._retransmit_entry = None
+        else:
+            entry = txn._timeout_entry
+            txn._timeout_entry = None
+        if entry is not None:
+            entry[2] = None
             self._stale_entries += 1
         # Lazy deletion leaves dead entries behind (transactions usually end long before
         # their 32 s timeout): rebuild when they outnumber the live ones.
         if self._stale_entries > 1024 and self._stale_entries * 2 > len(self._heap):
-            self._heap = [e for e in self._heap if _slot_seq(e[2], e[3]) == e[1]]
+            self._heap = [e for e in self._heap if e[2] is not None]
             heapq.heapify(self._heap)
             self._stale_entries = 0
 
@@ -609,10 +613,6 @@ class TransactionLayer:
 
     def _transport_failed(self, txn: Transaction, now: float, message, source) -> None:
         self._events.append(TransportErrorOccurred(txn))
-
-
-def _slot_seq(txn: Transaction, slot: int) -> int:
-    return txn._retransmit_seq if slot == _RETRANSMIT else txn._timeout_seq
 
 
 def _build_ack(invite: Request, response: Response) -> bytes:

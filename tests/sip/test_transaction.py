@@ -631,3 +631,18 @@ def test_transition_tables_are_exported_for_diagrams():
     assert ("Completed", "ACK received", "Confirmed", ["stop_timers", "start_timeout"]) in rows
     assert all(len(transition_table(r, k)) > 5
                for r in ("client", "server") for k in ("invite", "non-invite"))
+
+
+def test_a_cancelled_timer_does_not_keep_its_transaction_alive():
+    """A NOTIFY answered at once leaves its Timer F entry (32 s) in the heap: the entry must
+    not hold the transaction, or every finished NOTIFY stays in memory for 32 s."""
+    layer = TransactionLayer()
+    req = request("NOTIFY", branch="z9hG4bKdead")
+    txn = layer.send_request(req, SERVER, now=0.0)
+    layer.receive(response_to(req, 200), SERVER, now=0.01)  # Completed: E and F cancelled, K armed
+    dead = [e for e in layer._heap if e[2] is None]
+    assert len(dead) == 2 and all(e[2] is not txn for e in dead)
+    run_timers(layer, 5.02)  # Timer K (T4 = 5 s) ends it
+    assert len(layer) == 0
+    assert all(e[2] is None for e in layer._heap)  # only the dead F entry is left, without it
+    assert layer.get_timer() is None  # and the layer asks for no wake-up for it

@@ -160,3 +160,32 @@ class SelectorSbb(Sbb):
     @event_handler(PING, initial=True, selector="by_domain")
     def on_ping(self, event, aci):
         self.seen = [*(self.seen or []), event.text]
+
+
+class KeeperSbb(Sbb):
+    """Keeps one CMP value of each kind a service stores (for packing while passivated)."""
+
+    text = CmpField(str)
+    number = CmpField(float)
+    blob = CmpField(bytes)
+    table = CmpField(dict)
+    items = CmpField(list)
+    where = CmpField(object)  # an ACI
+    pair = CmpField(object)  # a tuple: comes back a list from JSON, so never packed
+    seen = CmpField(list)
+    kid = CmpField(object)  # an SBB local object
+    kids = ChildRelation(ChildSbb)
+
+    @event_handler(PING, initial=True, select=("address",))
+    def on_ping(self, event, aci):
+        if event.text == "fill":
+            self.text, self.number, self.blob = "é ü", 0.1 + 0.2, b"\x00\xffbin"
+            self.table = {"a": {"b": [1, None, True]}, "c": b"x"}
+            self.items = ["x", 2, {"k": "v"}]
+            self.where = aci
+            self.kid = self.kids.create()
+        elif event.text == "tuple":
+            self.pair = (1, 2)
+        self.seen = [*(self.seen or []), [type(self.blob).__name__, type(self.where).__name__,
+                                         self.where is not None and self.where.activity is aci.activity,
+                                         self.number]]

@@ -149,3 +149,35 @@ def test_validation_rejects_bad_handler_signature():
 
 def test_child_sbb_module_is_importable():
     assert sbbs.ChildSbb is ChildSbb
+
+
+def test_passivated_state_is_packed_and_comes_back_equal():
+    """A passivated entity keeps its CMP state as JSON text; the next event sees the same
+    values of the same types, and the store would get the same document."""
+    with SbbHarness(sbbs.KeeperSbb) as h:
+        act = h.activity("a")
+        h.fire(PING, Ping("fill"), act, address="k@example.com")
+        entity = h.container.entities[h.root().id]
+        before = dict(entity.cmp)
+        stored_before = entity._cmp_json()  # the CMP part of the store document
+        h.container.passivate()
+        assert entity.packed is not None and entity._cmp is None
+        assert len(entity.packed) < 400
+        assert {k: v for k, v in entity.cmp.items() if k not in ("where", "kid")} == {
+            k: v for k, v in before.items() if k not in ("where", "kid")}
+        assert entity.packed is None  # reading unpacked it
+        assert entity.cmp["where"]._ac is before["where"]._ac
+        assert entity.cmp["kid"] == before["kid"]
+        assert entity._cmp_json() == stored_before
+        h.container.passivate()
+        h.fire(PING, Ping("again"), act, address="k@example.com")
+        assert entity.cmp["seen"][-1] == ["bytes", "ActivityContextInterface", True, 0.1 + 0.2]
+
+
+def test_state_that_would_not_come_back_the_same_is_not_packed():
+    with SbbHarness(sbbs.KeeperSbb) as h:
+        act = h.activity("a")
+        h.fire(PING, Ping("tuple"), act, address="k@example.com")
+        entity = h.container.entities[h.root().id]
+        h.container.passivate()
+        assert entity.packed is None and entity.cmp["pair"] == (1, 2)
