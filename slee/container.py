@@ -80,13 +80,17 @@ from slee.service import Service, ServiceState
 from slee.transaction import SleeTransaction, TransactionManager, current_transaction, is_delete
 
 log = logging.getLogger("slee.container")
+_IDLE_MARK = object()  # in the Ready LRU: where the last idle sweep stopped (Container._idle_sweep)
 
 
 @dataclass(frozen=True, slots=True)
 class ContainerConfig:
     drain_budget: int = 512  # events processed per loop turn before yielding to I/O
     pool_size: int = 64  # pooled SBB objects kept per SBB class
-    max_ready_objects: int = 4_096  # SBB objects kept bound to entities; beyond, LRU ones passivate
+    max_ready_objects: int = 1_024  # SBB objects kept bound to entities; beyond, LRU ones passivate
+    # Ready SBB objects unused for between this and twice this many seconds are passivated
+    # (their entity's state packed, see SbbEntity.pack); 0 keeps them until the cap above.
+    ready_idle_s: float = 1.0
     worker: WorkerInfo | None = None  # this container is one of several worker processes (slee.workers)
 
 
@@ -139,14 +143,17 @@ class Container:
         self.naming = ActivityContextNamingFacility(self)
         self.null_activity_factory = NullActivityFactory(self)
         self.pool = SbbObjectPool(self, self.config.pool_size)
-        self._ready_lru: OrderedDict[str, SbbEntity] = OrderedDict()
+        self._ready_lru: OrderedDict[Any, SbbEntity | None] = OrderedDict()  # and one _IDLE_MARK
+        self._idle_handle: asyncio.TimerHandle | None = None
 
         self.services: dict[ServiceId, Service] = {}
         self._initial: dict[EventTypeId, list[tuple[Service, HandlerInfo]]] = {}
         self.entities: dict[str, SbbEntity] = {}
         self.activity_contexts: dict[tuple[Any, Hashable], ActivityContext] = {}
         self.activity_contexts_by_id: dict[str, ActivityContext] = {}
-        self._ac_by_activity: dict[int, ActivityContext] = {}  # id(activity object) -> its AC
+        # id(activity object) -> its AC, for activities that are not their own handle (null
+        # and service activities, some RAs'); the others are found by (RA entity, activity)
+        self._ac_by_activity: dict[int, ActivityContext] = {}
         self.ra_classes: dict[ResourceAdaptorId, type[ResourceAdaptor]] = {}
         self.ra_entities: dict[str, RaEntity] = {}
         self.service_listeners: list[Callable[[Service], None]] = []
@@ -177,6 +184,32 @@ class Container:
         if self._ready:
             self._schedule_drain()
         self._rearm_timer()
+        if self.config.ready_idle_s > 0 and self._idle_handle is None:
+            self._idle_handle = self._loop.call_later(self.config.ready_idle_s, self._idle_sweep,
+                                                      context=contextvars.Context())
+
+    def _idle_sweep(self) -> None:
+        """Passivate the Ready objects not used since the last sweep.
+
+        A marker sits in the LRU where the last sweep left it; every entity still in front of
+        it has not been used since (use moves an entity to the end). An entity between two
+        events of its own seconds apart (a subscription between refreshes) then costs its
+        packed state instead of an unpacked one plus an SBB object.
+        """
+        lru = self._ready_lru
+        if not self._tasks and _IDLE_MARK in lru:  # async deliveries in flight: next time
+            while lru:
+                key, entity = lru.popitem(last=False)
+                if key is _IDLE_MARK:
+                    break
+                if entity is not None and not entity.removed:
+                    self._passivate_one(entity)
+        lru.pop(_IDLE_MARK, None)
+        lru[_IDLE_MARK] = None
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            self._idle_handle = loop.call_later(self.config.ready_idle_s, self._idle_sweep,
+                                                context=contextvars.Context())
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Deactivate RA entities, let queued events finish, flush the store."""
@@ -197,6 +230,9 @@ class Container:
         if self._timer_handle is not None:
             self._timer_handle.cancel()
             self._timer_handle = None
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
         if self._committer is not None:
             await self._committer.close()
             self._committer = None
@@ -668,7 +704,8 @@ class Container:
                              persistent=persistent, implicit_end=implicit_end)
         self.activity_contexts[key] = ac
         self.activity_contexts_by_id[ac.id] = ac
-        self._ac_by_activity[id(activity)] = ac
+        if handle is not activity:  # RA activities are usually their own handle: found by it
+            self._ac_by_activity[id(activity)] = ac
         return ac
 
     def start_activity(self, ra_entity: str, handle: Hashable, activity: Any, *, persistent: bool = False,
@@ -776,8 +813,25 @@ class Container:
     def _aci_for_activity(self, activity: Any, descriptor: SbbDescriptor) -> ActivityContextInterface:
         ac = self._ac_by_activity.get(id(activity))
         if ac is None or ac.activity is not activity:
-            raise UnrecognizedActivityError(f"{activity!r} is not a started activity")
+            ac = self._ac_by_own_handle(activity)
+            if ac is None:
+                raise UnrecognizedActivityError(f"{activity!r} is not a started activity")
         return ActivityContextInterface(ac, descriptor.id.name)
+
+    def _ac_by_own_handle(self, activity: Any) -> ActivityContext | None:
+        """The AC of an activity that an RA started as its own handle (a SIP dialog or
+        transaction): one lookup per RA entity, where an index by id() cost every
+        activity a dict entry."""
+        try:
+            hash(activity)
+        except TypeError:
+            return None
+        contexts = self.activity_contexts
+        for owner in self.ra_entities:
+            ac = contexts.get((owner, activity))
+            if ac is not None and ac.activity is activity:
+                return ac
+        return None
 
     def aci_for_handle(self, ra_entity: str, handle: Hashable) -> ActivityContextInterface:
         ac = self.activity_contexts.get((ra_entity, handle))
@@ -948,7 +1002,7 @@ class Container:
         done = 0
         while lru and (count is None or done < count):
             _, entity = lru.popitem(last=False)
-            if not entity.removed and self._passivate_one(entity):
+            if entity is not None and not entity.removed and self._passivate_one(entity):
                 done += 1
         return done
 
@@ -1034,6 +1088,8 @@ class Container:
                 kids.remove(entity.id)
                 txn.record_undo(lambda: kids.insert(index, entity.id))
                 txn.mark_dirty(parent)
+            if attached:  # the tree's attachment count fell: the root may be left with none (§5.8.3)
+                txn.gc.append(self._root_of(parent))
         service = entity.service
         self.entities.pop(entity.id, None)
         service.entity_count -= 1
@@ -1277,8 +1333,10 @@ class _Delivery:
             if not result.initial_event:
                 return
             select, custom, address = tuple(result.select), result.custom_name, result.address
+            create = result.create
         else:
             address = item.address
+            create = True
         parts: list[str] = []
         for var in select:
             if var == "activity_context":
@@ -1304,8 +1362,10 @@ class _Delivery:
         if not parts:
             return
         name = "|".join(parts)
-        self.initial += 1
         entity_id = service.roots.get(name)
+        if entity_id is None and not create:
+            return  # the selector wants existing entities only
+        self.initial += 1
         try:
             if entity_id is None:
                 container._create_root(service, name, ac)

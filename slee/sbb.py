@@ -92,6 +92,11 @@ class InitialEventSelector:
     select: set[str] = field(default_factory=set)
     custom_name: str | None = None
     initial_event: bool = True
+    # False: deliver only to a root entity that already has this convergence name, never
+    # create one (an extension of JSR 240, where an initial event always creates). For
+    # events that only matter to existing state: a registration change of a presentity
+    # nobody watches.
+    create: bool = True
 
     def select_activity_context(self, on: bool = True) -> None:
         self._flag("activity_context", on)

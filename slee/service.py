@@ -105,6 +105,12 @@ class OperationContext:
 
         return SbbLocalObject(self.container, entity.id)
 
+    def root_for_address(self, address: Any) -> Any:
+        """The root entity whose convergence name is ``address`` alone (a service whose
+        initial events select on the address only), or None."""
+        entity_id = self.service.roots.get(f"addr={address}")
+        return self.container.entities.get(entity_id) if entity_id is not None else None
+
     def named_entities(self, name: str, sbb_name: str | None = None) -> list[Any]:
         """This service's entities attached to the activity bound to ``name`` in the naming facility."""
         aci = self.container.naming.lookup(name)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from slee.events import Address
+
 
 def _presentity(ctx: Any, aor: str) -> Any:
-    found = ctx.named_entities(f"presence:{aor}", "PresentitySbb")
-    return found[0] if found else None
+    """The presentity's root entity: its convergence name is its AOR (select_presentity)."""
+    return ctx.root_for_address(Address("sip", aor))
 
 
 def show(ctx: Any, aor: str) -> dict[str, Any]:

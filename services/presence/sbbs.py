@@ -1,11 +1,12 @@
 """The presence SBBs: a PresentitySbb per presentity, a SubscriptionSbb per subscription dialog.
 
 ``PresentitySbb`` is the root: one entity per presentity AOR (a custom initial-event selector
-converges SUBSCRIBE, PUBLISH and location events on the AOR), attached to a named null
-activity ``presence:<aor>`` that keeps it alive and carries publication-expiry timers. All
-PUBLISHes of one presentity therefore run one at a time on one entity: no 412 storms, no
-duplicate records. It keeps the publications (RFC 3903), the registration state, the
-composed document, and an index of its watchers.
+converges SUBSCRIBE, PUBLISH and location events on the AOR). All PUBLISHes of one
+presentity therefore run one at a time on one entity: no 412 storms, no duplicate records.
+It keeps the publications (RFC 3903), the registration state, the composed document, and an
+index of its watchers. It lives while it is watched (its children are attached to the
+subscription dialogs) or published (a null activity carries the publication timers); then
+the container removes it. Registration changes reach existing presentities only.
 
 ``SubscriptionSbb`` is a child entity per subscription dialog (RFC 6665), attached to the
 dialog's activity: it answers refreshes, owns the expiry timer, and sends NOTIFYs — at most
@@ -395,7 +396,7 @@ class PresentitySbb(Sbb):
     document = CmpField(bytes)  # the composed PIDF, kept by earlier versions; now None (see _document)
     doc_digest = CmpField(str)  # digest of the last composed PIDF: recomposing to the same notifies nobody
     subs = CmpField(dict)  # child entity id -> {"watcher", "package", "state", "id"[, "display"][, "event"]}
-    home = CmpField(object)  # ACI of the named null activity that keeps this entity alive
+    home = CmpField(object)  # ACI of the null activity of publication timers, while there are publications
     rules_timer = CmpField(str)  # only in state from versions that polled the rules table
     subscriptions = ChildRelation(SubscriptionSbb)
 
@@ -413,6 +414,7 @@ class PresentitySbb(Sbb):
                 return ies
             ies.address = Address("sip", str(owner))
             ies.select = {"address"}
+            ies.create = False  # a rule of a presentity nobody watches waits for its first SUBSCRIBE
             return ies
         request = getattr(event, "request", None)
         if request is not None:
@@ -424,11 +426,10 @@ class PresentitySbb(Sbb):
         elif getattr(event, "aor", None) is None:
             ies.initial_event = False
             return ies
-        elif self.context.naming.lookup(f"presence:{event.aor}") is None:
-            # A registration change of a user nobody watches and who never published: no
+        else:
+            # A registration change of a user nobody watches and who has not published: no
             # presentity to update. When one is created later it reads the location service.
-            ies.initial_event = False
-            return ies
+            ies.create = False
         ies.select = {"address"}
         return ies
 
@@ -533,7 +534,7 @@ class PresentitySbb(Sbb):
         if expires > 0:
             entry = {"body": body if body is not None else old["body"], "expires_at": self.context.now() + expires,
                      "at": self.context.now() if body is not None else old["at"], "timer": None}
-            entry["timer"] = self.context.timer_facility.set_timer_in(self.home, float(expires))
+            entry["timer"] = self.context.timer_facility.set_timer_in(self._home(), float(expires))
             self._own_timer(entry["timer"], etag)
             pubs[etag] = entry
             self.context.usage(USAGE).increment("publications" if old is None else
@@ -543,6 +544,7 @@ class PresentitySbb(Sbb):
         self.pubs = pubs
         st.respond(200, "OK", headers=[("SIP-ETag", etag), ("Expires", str(expires))])
         self._recompose()
+        self._release_home()
 
     @event_handler(LOCATION_REGISTERED, initial=True, select=("address",), selector="select_presentity")
     def on_registered(self, event: Any, aci: Any) -> None:
@@ -568,6 +570,7 @@ class PresentitySbb(Sbb):
                     self._forget_timer(entry["timer"])
             self.pubs = {}
         self._recompose()
+        self._release_home()
 
     @event_handler(PROFILE_ADDED, initial=True, select=("address",), selector="select_presentity")
     def on_rule_added(self, event: ProfileEvent, aci: Any) -> None:
@@ -606,6 +609,7 @@ class PresentitySbb(Sbb):
             self.pubs = pubs
             self.context.usage(USAGE).increment("publications_expired")
             self._recompose()
+            self._release_home()
 
     # -- local interface (children, management) -----------------------------------------
     @local_method
@@ -644,16 +648,37 @@ class PresentitySbb(Sbb):
         if self.aor:
             return
         self.aor = aor
-        null = self.context.null_activity_factory.create_null_activity()
-        home = self.context.aci_for(null)
-        home.attach(self.context.sbb_local_object)
-        self.context.naming.bind(home, f"presence:{aor}")
-        self.home = home
         try:
             bindings = self.context.ra("location").lookup(aor)
         except Exception:  # no location RA linked (unit tests, presence-only deployments)
             bindings = []
         self.registered = bool(bindings)
+
+    def _home(self) -> Any:
+        """The null activity that carries publication timers and keeps a published
+        presentity alive. Made on the first publication only: a presentity that is only
+        watched lives as long as its subscriptions (their dialogs hold its child entities),
+        and is removed with the last of them."""
+        home = self.home
+        if home is None:
+            null = self.context.null_activity_factory.create_null_activity()
+            home = self.context.aci_for(null)
+            home.attach(self.context.sbb_local_object)
+            self.home = home
+        return home
+
+    def _release_home(self) -> None:
+        """No publication (nor an old version's rules timer) left: let the home go. With no
+        subscription either, the container then removes this presentity."""
+        home = self.home
+        if home is None or self.pubs or self.rules_timer:
+            return
+        self.home = None
+        home.detach(self.context.sbb_local_object)
+        name = f"presence:{self.aor}"  # bound by versions that made the home at once
+        naming = self.context.naming
+        if naming.lookup(name) is not None:
+            naming.unbind(name)
 
     def _own_timer(self, timer_id: str, owner: str) -> None:
         owners = dict(self.timer_owner or {})

@@ -36,6 +36,9 @@ class TimerOptions:
     timeout: float = 0.0  # how late a repetition may be and still count as on time
 
 
+_DEFAULT_OPTIONS = TimerOptions()  # frozen: one shared by every timer set without options
+
+
 @dataclass(slots=True)
 class _Timer:
     id: str
@@ -83,7 +86,7 @@ class TimerFacility:
             raise ActivityIsEndingError(f"activity {ac.id} is ending; no timer can be set on it")
         txn = require_transaction()
         timer = _Timer(f"timer-{self._boot}-{next(self._ids)}", ac.id, start_time, period, repetitions,
-                       repetitions, start_time, options or TimerOptions())
+                       repetitions, start_time, options or _DEFAULT_OPTIONS)
         ac.add_timer(timer.id)
         txn.record_undo(lambda: ac.discard_timer(timer.id))
         txn.on_commit(lambda: self._arm(timer))

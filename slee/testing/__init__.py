@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from slee._entity import SbbDescriptor, SbbEntity
 from slee._ids import EventTypeId, ResourceAdaptorId, ResourceAdaptorTypeId, SbbId, ServiceId
 from slee.activity import ActivityContext, ActivityContextInterface
 from slee.clock import FakeClock
-from slee.container import Container, _QueuedEvent
+from slee.container import Container, ContainerConfig, _QueuedEvent
 from slee.events import ACTIVITY_END, TIMER_EVENT, Address, EventType
 from slee.facilities.profile import ProfileSpec, ProfileTable
 from slee.facilities.tracer import TraceLevel
@@ -146,11 +147,13 @@ class SbbHarness:
 
     def __post_init__(self) -> None:
         self.clock = FakeClock(self.start_time)
-        self.container = Container(clock=self.clock)
+        # no idle sweep on the real clock: tests see passivation only when they ask for it
+        self.container = Container(clock=self.clock, config=ContainerConfig(ready_idle_s=0))
         self.loop = asyncio.new_event_loop()
         self.fired: list[FiredEvent] = []
         self.outcomes: list[EventOutcome] = []
         self.traces = TraceCapture()
+        self._activity_names = itertools.count(1)  # not the count of live activities: they end
         logging.getLogger("slee.trace").addHandler(self.traces)
         logging.getLogger("slee.trace").setLevel(1)
         self.container.tracers.default_level = TraceLevel.FINEST
@@ -208,7 +211,7 @@ class SbbHarness:
     # -- driving ------------------------------------------------------------------------
     def activity(self, name: str | None = None, payload: Any = None) -> FakeActivity:
         """Start a fake activity (like an RA would) and return it."""
-        act = FakeActivity(name or f"activity-{len(self.container.activity_contexts) + 1}", payload)
+        act = FakeActivity(name or f"activity-{next(self._activity_names)}", payload)
         self.container.start_activity("harness", act, act)
         return act
 

@@ -189,3 +189,37 @@ class KeeperSbb(Sbb):
         self.seen = [*(self.seen or []), [type(self.blob).__name__, type(self.where).__name__,
                                          self.where is not None and self.where.activity is aci.activity,
                                          self.number]]
+
+
+class ObserverSbb(Sbb):
+    """Creates its entity on "create" pings only; "observe" pings reach an existing one."""
+
+    seen = CmpField(list)
+
+    @initial_event_selector
+    def pick(self, ies):
+        ies.select = {"address"}
+        ies.create = ies.event.text != "observe"
+        return ies
+
+    @event_handler(PING, initial=True, select=("address",), selector="pick")
+    def on_ping(self, event, aci):
+        self.seen = [*(self.seen or []), event.text]
+
+
+class LeavingChildSbb(Sbb):
+    @event_handler(DONE)
+    def on_done(self, event, aci):
+        self.context.sbb_local_object.remove()
+
+
+class HolderSbb(Sbb):
+    """Its child, attached to another activity, is what keeps it (as a presentity's
+    subscriptions keep it)."""
+
+    kids = ChildRelation(LeavingChildSbb)
+
+    @event_handler(SPAWN, initial=True, select=("address",))
+    def on_spawn(self, event, aci):
+        child = self.kids.create()
+        self.context.aci_for(event.payload).attach(child)

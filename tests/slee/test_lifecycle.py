@@ -181,3 +181,51 @@ def test_state_that_would_not_come_back_the_same_is_not_packed():
         entity = h.container.entities[h.root().id]
         h.container.passivate()
         assert entity.packed is None and entity.cmp["pair"] == (1, 2)
+
+
+def test_packed_state_is_deflated_against_the_first_state_of_its_sbb():
+    with SbbHarness(sbbs.KeeperSbb) as h:
+        for user in ("k1", "k2"):
+            h.fire(PING, Ping("fill"), h.activity(), address=f"{user}@example.com")
+        first, second = (h.container.entities[e.id] for e in h.roots())
+        size = len(second._cmp_json().encode())
+        h.container.passivate()
+        assert first.pack_dict is second.pack_dict is second.descriptor.pack_dict
+        assert len(second.packed) * 3 < size  # most of it is in the shared dictionary
+        assert second.cmp["text"] == "é ü" and second.packed is None and second.pack_dict is None
+
+
+def test_idle_sweep_passivates_objects_unused_since_the_last_sweep():
+    with SbbHarness(CounterSbb) as h:
+        act = h.activity()
+        h.fire(PING, Ping(), act, address="a@example.com")
+        a = h.container.entities[h.root().id]
+        h.container._idle_sweep()  # the first sweep only marks where it stopped
+        assert a.obj is not None
+        h.fire(PING, Ping(), h.activity(), address="b@example.com")
+        b = next(h.container.entities[e.id] for e in h.roots() if e.id != a.id)
+        h.container._idle_sweep()  # a was not used since the mark: passivated
+        assert a.obj is None and b.obj is not None
+        h.fire(PING, Ping(), act, address="a@example.com")  # a is used again
+        h.container._idle_sweep()
+        assert a.obj is not None and b.obj is None
+        assert a.cmp["count"] == 2 and b.cmp["count"] == 1
+
+
+def test_the_idle_sweep_runs_on_a_started_container(tmp_path):
+    """A started container sweeps by itself every ``ready_idle_s`` (real loop timer)."""
+    import asyncio
+
+    from slee.container import Container, ContainerConfig
+
+    async def main():
+        container = Container(config=ContainerConfig(ready_idle_s=0.05))
+        await container.start()
+        try:
+            await asyncio.sleep(0.12)
+            assert container._idle_handle is not None and len(container._ready_lru) == 1  # the mark
+        finally:
+            await container.stop()
+        assert container._idle_handle is None
+
+    asyncio.run(main())

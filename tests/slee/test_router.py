@@ -152,3 +152,32 @@ def test_activity_end_is_delivered_after_pending_events():
 
         with pytest.raises(UnrecognizedActivityError):
             c.fire_event("harness", act, PING, Ping("3"))
+
+
+def test_a_selector_may_ask_for_existing_entities_only():
+    from tests.slee.sbbs import ObserverSbb
+
+    with SbbHarness(ObserverSbb) as h:
+        act = h.activity()
+        h.fire(PING, Ping("observe"), act, address="a@example.com")
+        assert h.entities() == []  # nothing created
+        h.fire(PING, Ping("create"), act, address="a@example.com")
+        h.fire(PING, Ping("observe"), act, address="a@example.com")
+        h.fire(PING, Ping("observe"), h.activity(), address="b@example.com")  # no entity for b
+        assert [e.cmp["seen"] for e in h.entities()] == [["create", "observe"]]
+
+
+def test_a_root_goes_when_its_last_attached_child_is_removed():
+    """JSR 240 §5.8.3: the root's attachment count includes its children's; a child's
+    removal that brings it to zero removes the root."""
+    from types import SimpleNamespace
+
+    from tests.slee.sbbs import DONE, SPAWN, HolderSbb
+
+    with SbbHarness(HolderSbb) as h:
+        first, other = h.activity(), h.activity()
+        h.fire(SPAWN, SimpleNamespace(payload=other), first, address="a@example.com")
+        h.end(first)  # the root is attached to nothing now; its child (on ``other``) keeps it
+        assert len(h.entities()) == 2
+        h.fire(DONE, Ping("bye"), other)  # the child removes itself
+        assert h.entities() == []

@@ -152,3 +152,39 @@ def test_registered_before_first_subscribe_is_read_from_the_location_service(bed
     bed.location.bindings[BOB] = ["binding"]
     bed.subscribe("alice", "bob")
     assert _basic(bed.notifies()[-1].body) == "open"
+
+
+def test_a_published_presentity_lives_until_its_last_publication_ends(bed: PresenceBed):
+    """The publication timers' null activity exists while there are publications; with no
+    watcher either, the presentity goes when the last publication expires."""
+    bed.publish("bob", pidf(BOB), expires=120)
+    bed.net.end_transactions()
+    nulls = [key for key in bed.h.container.activity_contexts if key[0] == "null"]
+    assert len(nulls) == 1 and len(bed.h.roots()) == 1
+    bed.h.advance(121)
+    assert bed.usage()["publications_expired"] == 1
+    assert bed.h.entities() == [] and _live_activities(bed) == []
+
+
+def test_a_watched_presentity_keeps_its_watchers_when_the_publication_ends(bed: PresenceBed):
+    bed.subscribe("alice", "bob")
+    resp = bed.publish("bob", pidf(BOB, extra="<note>Busy</note>"))
+    etag = bed.net.last_response().headers.get("SIP-ETag")
+    bed.answer_notifies()
+    bed.publish("bob", None, etag=etag, expires=0)  # un-PUBLISH
+    bed.answer_notifies()
+    bed.net.end_transactions()
+    assert resp is not None
+    assert [key for key in bed.h.container.activity_contexts if key[0] == "null"] == []
+    assert len(bed.h.entities()) == 2  # the presentity and its watcher stay
+    assert _basic(bed.notifies()[-1].body) == "closed"
+
+
+def test_a_registration_change_of_an_unwatched_user_creates_nothing(bed: PresenceBed):
+    _loc(bed, LOCATION_REGISTERED, aor="sip:nobody@example.test")
+    assert bed.h.entities() == []
+
+
+def _live_activities(bed: PresenceBed) -> list:
+    """Activities other than the service activity every service has."""
+    return [key for key in bed.h.container.activity_contexts if key[0] != "service"]

@@ -150,3 +150,42 @@ def test_initial_fetch_with_expires_zero_gets_one_terminated_notify(bed: Presenc
     assert notify.headers.get("Subscription-State") == "terminated;reason=timeout"
     assert b"<basic>closed</basic>" in notify.body
     assert bed.h.root().cmp["subs"] == {}
+
+
+def _null_activities(bed: PresenceBed) -> list:
+    return [key for key in bed.h.container.activity_contexts if key[0] == "null"]
+
+
+def test_a_watched_presentity_lives_as_long_as_its_subscriptions(bed: PresenceBed):
+    """No null activity for a presentity nobody published: its child entities, attached to
+    the subscription dialogs, keep it; the last unsubscribe removes it (and all its state)."""
+    first = bed.subscribe("alice", "bob")
+    second = bed.subscribe("carol", "bob")
+    bed.answer_notifies()
+    bed.net.end_transactions()  # the SUBSCRIBE and NOTIFY transactions end (Timer J / K)
+    assert _null_activities(bed) == []
+    assert len(bed.h.entities()) == 3  # the presentity and two subscriptions
+    bed.refresh(first, 0)
+    bed.answer_notifies()
+    bed.net.end_transactions()
+    assert len(bed.h.entities()) == 2
+    bed.refresh(second, 0)
+    bed.answer_notifies()
+    bed.net.end_transactions()
+    assert bed.h.entities() == []
+    assert _live_activities(bed) == []  # nothing left behind but the service's own activity
+    bed.subscribe("alice", "bob")  # a new SUBSCRIBE starts a new presentity
+    assert len(bed.h.roots()) == 1 and bed.notifies()[-1].headers.get("Subscription-State") == "active;expires=600"
+
+
+def test_a_refused_subscribe_leaves_no_presentity(bed: PresenceBed):
+    bed.subscribe("alice", "bob", expires=10)  # below min_expires
+    assert bed.net.last_response().status == 423
+    bed.net.end_transactions()
+    assert bed.h.entities() == [] and _live_activities(bed) == []
+
+
+def _live_activities(bed: PresenceBed) -> list:
+    """Activities other than the service activity every service has."""
+    return [key for key in bed.h.container.activity_contexts if key[0] != "service"]
+

@@ -134,6 +134,16 @@ class FakeSipNetwork:
         if self.harness is not None and ("harness", dialog) in self.harness.container.activity_contexts:
             self.harness.container.end_activity(("harness", dialog))
 
+    def end_transactions(self) -> int:
+        """End every server and client transaction activity, as the RA does when the
+        transactions terminate (Timer J/K on UDP, at once on TCP); returns how many."""
+        h = self.harness
+        ended = [act for owner, act in list(h.container.activity_contexts)
+                 if owner == "harness" and isinstance(act, ServerTransactionActivity | ClientTransactionActivity)]
+        for act in ended:
+            h.end(act)
+        return len(ended)
+
     def dialog_destination(self, dialog: Dialog, request: Request) -> Peer:
         from slee.sip._addressing import request_destination
 
