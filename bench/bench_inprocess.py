@@ -140,7 +140,10 @@ async def main(args: argparse.Namespace) -> None:
           f"({1e6 * elapsed / n:.0f} us each); sent {transport.sent} messages; "
           f"store {'off' if store is None else 'SQLite'}; recipe {args.recipe}")
     if profiler:
-        pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+        stats = pstats.Stats(profiler).sort_stats(args.sort)
+        stats.print_stats(args.top)
+        if args.callers:
+            stats.print_callers(args.callers)
     await c.stop()
     if store:
         store.close()
@@ -154,6 +157,7 @@ if __name__ == "__main__":
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--callers", help="with --profile: also who calls the functions matching this regex")
     ap.add_argument("--no-store", action="store_true")
     ap.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds")
     ap.add_argument("--recipe", default="presence", help="deploy/RECIPE.yaml (presence, registrar)")

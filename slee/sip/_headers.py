@@ -77,6 +77,20 @@ LIST_HEADERS = frozenset({
 _KEY_CACHE: dict[str, str] = {}
 
 
+# The typed values SipMessage caches from each header (the cache key is the header key
+# unless listed): a change of that header's rows drops exactly these.
+_TYPED_FROM: dict[str, tuple[str, ...]] = {
+    "via": ("vias", "top_via"),
+    "call-id": ("call_id",),
+    "max-forwards": ("max_forwards",),
+    "contact": ("contacts",),
+    "content-type": ("content_type",),
+    "content-length": ("content_length",),
+    "subscription-state": ("subscription_state",),
+    "min-expires": ("min_expires",),
+}
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: lowercased long form."""
     key = _KEY_CACHE.get(name)
@@ -211,9 +225,16 @@ class Headers:
         self._first = None
         return self
 
-    def _changed(self) -> None:
-        self._typed.clear()
+    def _changed(self, key: str | None = None) -> None:
+        """Rows of header ``key`` changed (any header when None): forget what was parsed
+        from them. A response's added Contact or Expires keeps its parsed Via, From and To."""
         self._first = None
+        if key is None:
+            self._typed.clear()
+            return
+        typed = self._typed
+        for name in _TYPED_FROM.get(key, (key,)):
+            typed.pop(name, None)
 
     def _index(self) -> dict[str, str]:
         first = self._first = {k: v for k, _, v in reversed(self._rows)}
@@ -244,8 +265,9 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a row (after any rows of the same name, since it goes at the end)."""
-        self._rows.append((header_key(name), _display_name(name), str(value)))
-        self._changed()
+        key = header_key(name)
+        self._rows.append((key, _display_name(name), str(value)))
+        self._changed(key)
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a row before the first row of that header, or at the top (a proxy's Via,
@@ -253,7 +275,7 @@ class Headers:
         key = header_key(name)
         index = next((i for i, row in enumerate(self._rows) if row[0] == key), 0)
         self._rows.insert(index, (key, _display_name(name), str(value)))
-        self._changed()
+        self._changed(key)
 
     def set(self, name: str, value: str) -> None:
         """Replace every row of ``name`` by one row, at the position of the first."""
@@ -266,13 +288,13 @@ class Headers:
                 break
         else:
             self._rows.append(row)
-        self._changed()
+        self._changed(key)
 
     def remove(self, name: str) -> None:
         """Remove every row of ``name`` (no error if there is none)."""
         key = header_key(name)
         self._rows = [r for r in self._rows if r[0] != key]
-        self._changed()
+        self._changed(key)
 
     def set_values(self, name: str, values: Iterable[str]) -> None:
         """Replace a list header by one row per value (at the first row's position)."""
@@ -285,7 +307,7 @@ class Headers:
             1 for r in self._rows[:first] if r[0] != key)
         rest[index:index] = [(key, disp, v) for v in values]
         self._rows = rest
-        self._changed()
+        self._changed(key)
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -110,7 +111,12 @@ class SipMessage:
 
     @property
     def vias(self) -> list[Via]:
-        return self._typed("vias", lambda: [parse_via(v) for v in self.headers.get_all("Via")])
+        vias = self.headers._typed.get("vias")
+        if vias is None:
+            vias = self._typed("vias", lambda: [parse_via(v) for v in self.headers.get_all("Via")])
+            if vias:  # the top one is the first: not parsed a second time for top_via
+                self.headers._typed.setdefault("top_via", vias[0])
+        return vias  # type: ignore[return-value]
 
     @property
     def top_via(self) -> Via:
@@ -371,7 +377,9 @@ class SipMessage:
                 items = split_commas(value)
                 items[0] = str(via)
                 rows[i] = (key, name, ", ".join(items))
-                self.headers._changed()
+                headers = self.headers
+                headers._changed("via")
+                headers._typed["top_via"] = via  # what the row now says: no need to parse it again
                 return
         raise SipParseError("missing Via")
 
@@ -549,7 +557,18 @@ def make_response(
             by_key[row[0]].append(row)
     if to_tag is not None and by_key["to"]:
         key, name, value = by_key["to"][0]
-        if parse_name_addr(value, "To").tag is None:
+        if request.to.tag is None:  # the request's To, parsed once and cached
             by_key["to"][0] = (key, name, value.rstrip() + f";tag={to_tag}")
     rows = [row for key in wanted for row in by_key[key]]
-    return Response(status, reason, Headers._from_parsed(rows), b"", "SIP/2.0")
+    headers = Headers._from_parsed(rows)
+    # The same rows mean the same values: what the request already parsed is not parsed
+    # again (a copy of the Via, whose parameters are a dict; CSeq and Call-ID are immutable).
+    parsed = request.headers._typed
+    typed = headers._typed
+    for name in ("cseq", "call_id"):
+        if name in parsed:
+            typed[name] = parsed[name]
+    via = parsed.get("top_via")
+    if via is not None:
+        typed["top_via"] = dataclasses.replace(via, params=dict(via.params))  # type: ignore[type-var]
+    return Response(status, reason, headers, b"", "SIP/2.0")

@@ -294,3 +294,24 @@ def test_from_tag_fast_path_agrees_with_the_full_parser(value, tag):
     fast, full = parse_message(raw), parse_message(raw)
     assert fast.from_tag == tag and fast.to_tag == tag
     assert full.from_.params.get("tag") == tag  # the full parse says the same
+
+
+def test_a_header_change_forgets_only_what_was_parsed_from_that_header():
+    """Adding received/rport to the Via, or a Contact to a response, must not make From, To
+    and CSeq be parsed again (they are read several times per request)."""
+    from slee.sip._addressing import Peer, apply_received
+
+    req = parse_request(SUBSCRIBE)
+    from_, to, cseq, contacts = req.from_, req.to, req.cseq, req.contacts
+    apply_received(req, Peer("tcp", "198.51.100.7", 40000))
+    assert req.from_ is from_ and req.to is to and req.cseq is cseq and req.contacts is contacts
+    assert req.top_via.params["received"] == "198.51.100.7" and req.top_via.params["rport"] == "40000"
+    reparsed = parse_request(req.to_bytes())
+    assert str(reparsed.top_via) == str(req.top_via)
+    assert [str(v) for v in req.vias] == [str(v) for v in reparsed.vias]  # the list was dropped and rebuilt
+    req.headers.add("Contact", "<sip:other@192.0.2.11>")
+    assert req.from_ is from_ and len(req.contacts) == 2  # contacts parsed again, From kept
+    req.headers.set("From", "<sip:carol@example.com>;tag=x")
+    assert req.from_.uri.user == "carol" and req.to is to
+    req.headers.remove("Expires")
+    assert req.expires is None
