@@ -81,6 +81,7 @@ from slee.transaction import SleeTransaction, TransactionManager, current_transa
 
 log = logging.getLogger("slee.container")
 _IDLE_MARK = object()  # in the Ready LRU: where the last idle sweep stopped (Container._idle_sweep)
+_IDLE_BATCH = 64  # entities an idle sweep passivates per loop turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ class Container:
         self.null_activity_factory = NullActivityFactory(self)
         self.pool = SbbObjectPool(self, self.config.pool_size)
         self._ready_lru: OrderedDict[Any, SbbEntity | None] = OrderedDict()  # and one _IDLE_MARK
-        self._idle_handle: asyncio.TimerHandle | None = None
+        self._idle_handle: asyncio.Handle | None = None
 
         self.services: dict[ServiceId, Service] = {}
         self._initial: dict[EventTypeId, list[tuple[Service, HandlerInfo]]] = {}
@@ -194,19 +195,26 @@ class Container:
         A marker sits in the LRU where the last sweep left it; every entity still in front of
         it has not been used since (use moves an entity to the end). An entity between two
         events of its own seconds apart (a subscription between refreshes) then costs its
-        packed state instead of an unpacked one plus an SBB object.
+        packed state instead of an unpacked one plus an SBB object. At most ``_IDLE_BATCH``
+        per loop turn (packing one takes ~10 us): a second's worth of entities at once
+        would stall the loop for milliseconds.
         """
         lru = self._ready_lru
+        loop = self._loop
         if not self._tasks and _IDLE_MARK in lru:  # async deliveries in flight: next time
-            while lru:
-                key, entity = lru.popitem(last=False)
+            for _ in range(_IDLE_BATCH):
+                key = next(iter(lru))
                 if key is _IDLE_MARK:
                     break
+                entity = lru.pop(key)
                 if entity is not None and not entity.removed:
                     self._passivate_one(entity)
+            else:
+                if next(iter(lru)) is not _IDLE_MARK and loop is not None and not loop.is_closed():
+                    self._idle_handle = loop.call_soon(self._idle_sweep, context=contextvars.Context())
+                    return  # the rest after the I/O that waits
         lru.pop(_IDLE_MARK, None)
         lru[_IDLE_MARK] = None
-        loop = self._loop
         if loop is not None and not loop.is_closed():
             self._idle_handle = loop.call_later(self.config.ready_idle_s, self._idle_sweep,
                                                 context=contextvars.Context())

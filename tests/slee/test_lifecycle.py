@@ -229,3 +229,19 @@ def test_the_idle_sweep_runs_on_a_started_container(tmp_path):
         assert container._idle_handle is None
 
     asyncio.run(main())
+
+
+def test_an_idle_sweep_passivates_a_bounded_batch_per_loop_turn():
+    """Packing costs ~10 us an entity: a second's worth of them at once would stall the
+    loop, so one call does at most ``_IDLE_BATCH`` and the rest follows."""
+    from slee.container import _IDLE_BATCH
+
+    with SbbHarness(CounterSbb) as h:
+        for i in range(_IDLE_BATCH + 6):
+            h.fire(PING, Ping(), h.activity(), address=f"u{i}@example.com")
+        entities = [h.container.entities[e.id] for e in h.roots()]
+        h.container._idle_sweep()  # mark
+        h.container._idle_sweep()
+        assert sum(e.obj is None for e in entities) == _IDLE_BATCH
+        h.container._idle_sweep()  # the continuation (call_soon on a running container)
+        assert all(e.obj is None for e in entities)
