@@ -5,12 +5,15 @@ Absolute numbers on a shared machine drift, so the figures that count are the ra
 invocation, workload by workload (targets are interleaved per workload so they see the
 same machine). See docs/performance.md for how to read the output.
 
+    bench/run [--workloads register,...] [--quick]        # ours, kamailio and pyudp, all auto
     .venv/bin/python bench/run.py --target ours=127.0.0.1:5060,pid=1234 \\
-        --target kamailio=auto --target pyudp=auto [--workloads register,...] [--quick]
+        --target kamailio=auto --target pyudp=auto
 
-``auto`` starts the reference on a free loopback port for each workload (fresh state) and
-stops it afterwards. Every SIPp run and every wait is bounded; only processes this script
-started are ever signalled, by PID.
+``auto`` starts the server on a free loopback port for each workload (fresh state) and
+stops it afterwards: ``ours=auto`` is ``bin/slee start --workers N --deploy presence`` in a
+temporary data dir (N from ``--ours-workers``, default 2 as the reference Kamailio's 2 UDP
+workers). Without ``--target`` every available target is auto. Every SIPp run and every
+wait is bounded; only processes this script started are ever signalled, by PID.
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
 SIPP_DIR = BENCH / "sipp"
 REFERENCE = BENCH / "reference"
 REFERENCES = ("kamailio", "pyudp")
+AUTO_TARGETS = ("ours", *REFERENCES)
 WORKLOADS = ("register", "publish", "subscribe", "fanout", "memory")
 RATE_WORKLOADS = ("register", "publish", "subscribe")
 FULL_RATES = (250, 500, 1000, 2000, 4000, 8000, 16000, 32000)
@@ -82,6 +87,7 @@ class Target:
     process: subprocess.Popen | None = None
     rundir: Path | None = None
     children: set[int] = dataclasses.field(default_factory=set)
+    workers: int = 2  # ours=auto: bin/slee start --workers
 
     @property
     def address(self) -> str:
@@ -195,11 +201,20 @@ def wait_responsive(host: str, port: int, deadline: float, *, within: float = 0.
 
 
 def start_reference(target: Target, workdir: Path) -> None:
-    """Start a fresh kamailio or pyudp for ``target`` on a free port and wait until it answers."""
+    """Start a fresh server for an auto ``target`` (ours, kamailio or pyudp) on a free port
+    and wait until it answers."""
     target.port = free_udp_port()
     target.rundir = Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=workdir))
     log = (target.rundir / "server.log").open("wb")
-    if target.name == "kamailio":
+    if target.name == "ours":
+        # As a user starts it (README), on its own data dir; the management API on any
+        # free port so that several runs can share the machine.
+        command = [
+            sys.executable, "-m", "slee.cli", "start", "--workers", str(target.workers),
+            "--deploy", "presence", "--sip-host", "127.0.0.1", "--sip-port", str(target.port),
+            "--data", str(target.rundir / "data"), "--mgmt-port", "0",
+        ]
+    elif target.name == "kamailio":
         db = target.rundir / "db"
         shutil.copytree("/usr/share/kamailio/dbtext/kamailio", db)
         command = [
@@ -226,16 +241,35 @@ def start_reference(target: Target, workdir: Path) -> None:
     else:
         command = [sys.executable, str(REFERENCE / "pyudp.py"), "--port", str(target.port)]
     target.process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        cwd=ROOT if target.name == "ours" else None,
     )
     log.close()
     target.pid = target.process.pid
+    if target.name == "ours":
+        _wait_ready_line(target, time.monotonic() + 60)
     if not probe(target.host, target.port, time.monotonic() + 15):
         stop_reference(target)
         tail = (target.rundir / "server.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{target.name} did not answer on {target.address}:\n{tail}")
     time.sleep(0.5)  # let the workers settle before an idle memory sample
     target.children = descendants(target.pid)
+
+
+def _wait_ready_line(target: Target, deadline: float) -> None:
+    """``bin/slee start`` prints its ready line once every worker listens (a lone worker
+    answering OPTIONS does not mean the others are up)."""
+    assert target.rundir is not None and target.process is not None
+    logfile = target.rundir / "server.log"
+    while time.monotonic() < deadline:
+        if " ready (pid " in logfile.read_text(errors="replace"):
+            return
+        if target.process.poll() is not None:
+            break
+        time.sleep(0.1)
+    tail = logfile.read_text(errors="replace")[-2000:]
+    stop_reference(target)
+    raise RuntimeError(f"ours did not start on {target.address}:\n{tail}")
 
 
 def stop_reference(target: Target) -> None:
@@ -870,8 +904,8 @@ def parse_target(text: str) -> Target:
             f"--target wants NAME=HOST:PORT[,pid=N] or NAME=auto: {text}"
         )
     if spec == "auto":
-        if name not in REFERENCES:
-            raise argparse.ArgumentTypeError(f"only {REFERENCES} can be auto, not {name!r}")
+        if name not in AUTO_TARGETS:
+            raise argparse.ArgumentTypeError(f"only {AUTO_TARGETS} can be auto, not {name!r}")
         return Target(name=name, auto=True)
     address, *options = spec.split(",")
     host, _, port = address.rpartition(":")
@@ -905,9 +939,11 @@ def main(argv: list[str] | None = None) -> int:
         "--target",
         action="append",
         type=parse_target,
-        required=True,
-        help="NAME=HOST:PORT[,pid=N], kamailio=auto or pyudp=auto",
+        help="NAME=HOST:PORT[,pid=N], or ours=auto, kamailio=auto, pyudp=auto "
+        "(default: all three auto; kamailio only if installed)",
     )
+    parser.add_argument("--ours-workers", type=int, default=2, metavar="N",
+                        help="ours=auto: bin/slee start --workers N (default 2)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--quick", action="store_true", help="short steps: a smoke run")
     parser.add_argument("--rates", type=lambda s: [int(r) for r in s.split(",")])
@@ -924,7 +960,16 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown workloads {sorted(unknown)}; choose from {WORKLOADS}")
     if shutil.which("sipp") is None:
-        parser.error("sipp not found: apt-get install sip-tester")
+        parser.error("sipp not found: apt-get install sip-tester (or run bench/run, which installs it)")
+    if not args.target:
+        args.target = [Target(name="ours", auto=True)]
+        if shutil.which("kamailio") or os.path.exists("/usr/sbin/kamailio"):
+            args.target.append(Target(name="kamailio", auto=True))
+        else:
+            log("kamailio not found: measuring without it (apt-get install kamailio kamailio-presence-modules)")
+        args.target.append(Target(name="pyudp", auto=True))
+    for target in args.target:
+        target.workers = args.ours_workers
     names = [t.name for t in args.target]
     if len(set(names)) != len(names):
         parser.error("target names must be unique")
@@ -942,7 +987,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "workloads": workloads,
         "targets": {
-            t.name: {"address": None if t.auto else t.address, "auto": t.auto, "results": {}}
+            t.name: {"address": None if t.auto else t.address, "auto": t.auto, "results": {},
+                     **({"workers": t.workers} if t.name == "ours" and t.auto else {})}
             for t in args.target
         },
     }

@@ -105,3 +105,42 @@ def test_driver_against_pyudp_reports_every_workload_without_failures(tmp_path: 
     for pid in pids:
         cmdline = Path(f"/proc/{pid}/cmdline")
         assert not cmdline.exists() or b"pyudp.py" not in cmdline.read_bytes()
+
+
+@pytest.mark.timeout(150)
+def test_driver_starts_our_server_itself_and_prints_ratios(tmp_path: Path) -> None:
+    """``ours=auto`` (bench/run's default): our server is started fresh for every workload,
+    as a user starts it, measured beside a reference, and stopped afterwards."""
+    if shutil.which("sipp") is None:
+        pytest.fail("sipp is not installed: run .ci/run, or apt-get install sip-tester")
+    output = tmp_path / "result.json"
+    completed = subprocess.run(
+        [
+            sys.executable, str(ROOT / "bench" / "run.py"),
+            "--target", "ours=auto", "--target", "pyudp=auto", "--ours-workers", "2",
+            "--quick", "--workloads", "register,subscribe,memory",
+            "--rates", "100", "--step-seconds", "0.5",
+            "--latency-rate", "100", "--latency-seconds", "0.5",
+            "--memory-entries", "100", "--memory-rate", "200",
+            "--output", str(output),
+        ],
+        capture_output=True, text=True, timeout=140, cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(output.read_text())
+    ours = report["targets"]["ours"]
+    assert ours["auto"] and ours["workers"] == 2
+    for workload in ("register", "subscribe"):
+        figures = ours["results"][workload]
+        assert "error" not in figures, figures
+        assert figures["failed"] == 0 and figures["steps"][0]["passed"]
+        assert figures["latency"]["measured"] == 50
+    memory = ours["results"]["memory"]
+    assert memory["registered"] == memory["subscribed"] == 100 and memory["failed"] == 0
+    assert memory["processes"] == 3  # the supervisor and its two workers
+    ratio = report["ratios"]["ours"]["pyudp"]
+    assert ratio["register.max_rate"] is not None and ratio["register.max_rate"] > 0
+    assert "ours/pyudp" in completed.stdout
+    for figures in ours["results"].values():  # every server it started is gone
+        cmdline = Path(f"/proc/{figures['server_pid']}/cmdline")
+        assert not cmdline.exists() or b"slee.cli" not in cmdline.read_bytes()
