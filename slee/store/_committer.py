@@ -35,7 +35,7 @@ from typing import Any
 
 from ._changes import Change
 from ._errors import StoreError
-from ._store import Store
+from ._store import WAL_CHECKPOINT_BYTES, Store
 
 __all__ = ["GroupCommitter"]
 
@@ -75,7 +75,7 @@ class GroupCommitter:
         loop: asyncio.AbstractEventLoop | None = None,
         max_batch: int = 5000,
         sync_on_loop: bool = True,
-        checkpoint_bytes: int = 16 << 20,
+        checkpoint_bytes: int = WAL_CHECKPOINT_BYTES,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -94,6 +94,7 @@ class GroupCommitter:
         self._sync_on_loop = sync_on_loop
         self._checkpoint_bytes = checkpoint_bytes
         self._checkpointing = False
+        self._checkpointed_size = -1  # the WAL file's size when the last checkpoint started
         self._unsynced: list[_Submission] = []  # written, waiting for the next sync
         self._written_seq = 0  # deferred sync: last submission number written
         self._stats: dict[str, Any] = {
@@ -297,7 +298,11 @@ class GroupCommitter:
         for submission in covered:
             self._resolve(submission, error)
         self._resolve_waiters(seq)
-        if size > self._checkpoint_bytes and not self._checkpointing:
+        # The WAL file does not shrink when the log starts over after a checkpoint (it is
+        # overwritten from the start): only growth past its size means the log is long again.
+        # Checking the size alone had a checkpoint running after every sync, for good.
+        if size > self._checkpoint_bytes and size != self._checkpointed_size and not self._checkpointing:
+            self._checkpointed_size = size
             self._checkpointing = True
             assert self._loop is not None
             done = self._loop.run_in_executor(self._executor, self._store.checkpoint)

@@ -39,6 +39,12 @@ __all__ = ["Store", "mask_url", "prefix_upper_bound"]
 # pg_advisory_xact_lock key serialising migrations between processes: b"SLEE" as an int.
 _MIGRATION_LOCK = 0x534C4545
 _SQLITE_BUSY_TIMEOUT_S = 30.0
+WAL_CHECKPOINT_BYTES = 16 << 20
+"""A file SQLite store checkpoints its WAL past this size, and SQLite truncates the WAL back
+to it when the log starts over (``journal_size_limit``): the file then stays at this size
+and commits overwrite it, so a WAL sync needs no file-size update (an ext4 journal commit,
+which two processes syncing at once made 3 ms at p99 instead of 0.5 ms)."""
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # what SQLite itself uses on the WAL
 _PG_CONNECT_TIMEOUT_S = 10
 # Rows per multi-row statement: 4 parameters a row stays far below SQLite's 32,766 and
 # PostgreSQL's 65,535 bound parameters.
@@ -208,6 +214,7 @@ class Store:
             try:
                 if not memory:
                     cursor.execute("PRAGMA journal_mode=WAL")
+                    cursor.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_BYTES}")
                 # FULL: the WAL is synced at every commit, so an acknowledged commit survives
                 # a power cut (NORMAL would only protect against a process crash).
                 cursor.execute("PRAGMA synchronous=FULL")
@@ -375,7 +382,7 @@ class Store:
             with conn.begin():
                 yield conn
 
-    def sync(self, *, checkpoint_bytes: int | None = 16 << 20) -> int:
+    def sync(self, *, checkpoint_bytes: int | None = WAL_CHECKPOINT_BYTES) -> int:
         """Make every commit so far durable: fsync the WAL (file SQLite; elsewhere commits are
         synced already). Returns the WAL's size in bytes. Past ``checkpoint_bytes`` of WAL
         (None: never), also :meth:`checkpoint` so that the WAL can start over.
@@ -396,7 +403,7 @@ class Store:
                         fd = self._wal_fd = os.open(self._wal_path, os.O_RDONLY)
                     except FileNotFoundError:
                         return 0  # no WAL: every commit is in the database file already
-                os.fsync(fd)
+                _fdatasync(fd)
                 size = os.fstat(fd).st_size
             except OSError as exc:
                 raise StoreError(f"{self._masked}: cannot sync the write-ahead log: {exc}") from None

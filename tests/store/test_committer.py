@@ -408,3 +408,28 @@ def test_on_done_is_called_with_each_outcome_and_a_failing_callback_harms_nobody
     assert outcomes["broken"] is None and outcomes["ok"] is None
     assert isinstance(outcomes["conflict"], ConflictError)
     assert sqlite_store.get("ns", "b") == 1
+
+
+def test_a_wal_that_started_over_is_not_checkpointed_again_until_it_grows(sqlite_store: Store) -> None:
+    """SQLite overwrites a WAL from its start after a checkpoint; the file keeps its size.
+    Taking that size for the log's length started a checkpoint (and its fsyncs) after every
+    sync, for good."""
+    gated = GatedSync(sqlite_store)
+
+    async def main() -> int:
+        committer = GroupCommitter(gated, checkpoint_bytes=64 << 10)  # type: ignore[arg-type]
+        await committer.submit([Put("ns", f"big{i}", "x" * 500) for i in range(300)])  # past 64 KiB
+        while committer._checkpointing:
+            await asyncio.sleep(0.005)
+        first = gated.checkpoints
+        for i in range(30):  # small commits that fit in the WAL the checkpoint emptied
+            await committer.submit([Put("ns", f"small{i}", i)])
+            while committer._checkpointing:
+                await asyncio.sleep(0.005)
+        await committer.close()
+        assert first == 1
+        return gated.checkpoints
+
+    # one more at most: a commit that came while the first checkpoint ran grew the log
+    assert run(main()) <= 2
+    assert sqlite_store.count("ns") == 330
