@@ -83,6 +83,8 @@ class SipTransport:
         self._mesh: WorkerMesh | None = None
         self._remote_flows: dict[tuple[str, int], int] = {}
         """TCP peers whose connection another worker holds: (host, port) -> that worker."""
+        self._udp_peers: dict[tuple[str, int], Peer] = {}
+        """One Peer per recent UDP source (see udp_peer)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -417,7 +419,25 @@ class SipTransport:
             stats["keepalives_in"] += 1  # RFC 5626 §4.4.1 style CRLF keep-alive on UDP
             return
         stats["messages_in"] += 1
-        self._dispatch(data, Peer("udp", host, port, None), datagram=True)
+        self._dispatch(data, self.udp_peer(host, port), datagram=True)
+
+    def udp_peer(self, host: str, port: int) -> Peer:
+        """The Peer of a UDP source, shared by its messages while it is recent.
+
+        Every transaction and dialog keeps where its request came from. A client's
+        registrations, subscriptions and their refreshes come from one address, and behind
+        a proxy everything does: one Peer instead of one per message (72 bytes plus the
+        port, for 32 s per completed transaction and for the life of every dialog). The
+        table is bounded: past ``_UDP_PEERS_MAX`` sources it starts over.
+        """
+        key = (host, port)
+        peers = self._udp_peers
+        peer = peers.get(key)
+        if peer is None:
+            if len(peers) >= _UDP_PEERS_MAX:
+                peers.clear()
+            peer = peers[key] = Peer("udp", host, port, None)
+        return peer
 
     def stream_message_received(self, data: bytes, connection: TcpConnection) -> None:
         self._stats["tcp_messages_in"] += 1
@@ -527,7 +547,10 @@ class SipTransport:
                 if len(flows) >= _REMOTE_FLOWS_MAX:
                     del flows[next(iter(flows))]  # oldest first; a stale entry only costs a connect
                 flows[(peer.host, peer.port)] = origin
-            self._dispatch(data, peer, datagram=peer.transport == "udp", mine=True)
+            udp = peer.transport == "udp"
+            if udp:
+                peer = self.udp_peer(intern(peer.host), peer.port)
+            self._dispatch(data, peer, datagram=udp, mine=True)
         elif op == "out" and not self._closed:  # only stream sends are handed over
             self._stats["sent_for_worker"] += 1
             self._send_stream(data, peer, allow_handover=False)
@@ -564,6 +587,9 @@ class SipTransport:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+_UDP_PEERS_MAX = 1024
 
 
 def _family_of(host: str) -> socket.AddressFamily:

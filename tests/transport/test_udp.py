@@ -274,3 +274,20 @@ def test_udp_send_to_a_hostname_resolves_it() -> None:
             await peer.close()
 
     run(scenario())
+
+
+def test_datagrams_from_one_source_share_one_peer() -> None:
+    """Transactions and dialogs keep their request's source: one Peer per client address
+    (and one for everything a proxy relays), bounded so a flood of sources cannot grow it."""
+    from slee.transport import _transport
+    from slee.transport._config import TransportConfig
+
+    transport = _transport.SipTransport(TransportConfig(), on_message=lambda message, source: None)
+    first = transport.udp_peer("192.0.2.1", 5060)
+    assert transport.udp_peer("192.0.2.1", 5060) is first
+    assert transport.udp_peer("192.0.2.1", 5062) is not first
+    for port in range(_transport._UDP_PEERS_MAX + 1):
+        transport.udp_peer("198.51.100.7", 10000 + port)
+    assert len(transport._udp_peers) <= _transport._UDP_PEERS_MAX
+    again = transport.udp_peer("192.0.2.1", 5060)
+    assert again == first and (again.transport, again.host, again.port) == ("udp", "192.0.2.1", 5060)
