@@ -88,6 +88,17 @@ class _Deflated(bytes):
         return inflate.decompress(self) + inflate.flush()
 
 
+def _fifo_head(fifo: deque[Transaction]) -> Transaction | None:
+    """The first transaction of a completion FIFO whose timer is still armed; the ones
+    cancelled since (a transport error ended them) are dropped on the way."""
+    while fifo:
+        head = fifo[0]
+        if head._timeout_entry is _IN_FIFO:
+            return head
+        fifo.popleft()
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class TimerConfig:
     """RFC 3261 §17.1.1.1 / Table 4 timer values, in seconds."""
@@ -278,6 +289,7 @@ _Table = dict[tuple[TransactionState, _In], tuple[TransactionState, tuple[Callab
 
 _RETRANSMIT = 0  # timer slots
 _TIMEOUT = 1
+_IN_FIFO: list = []  # marks a timeout kept in a completion FIFO (TransactionLayer._fifos), not in the heap
 
 
 # ---------------------------------------------------------------------------------------
@@ -297,6 +309,12 @@ class TransactionLayer:
         self._server: dict[tuple, ServerTransaction] = {}
         self._heap: list[list] = []  # [deadline, seq, transaction or None (cancelled), slot]
         self._stale_entries = 0
+        # Completed non-INVITE transactions on UDP wait out a delay that is the same for all
+        # of them (Timer J 64*T1 for servers, Timer K T4 for clients), so they expire in the
+        # order they completed: a FIFO per delay, each transaction's deadline in its
+        # ``_interval`` (unused once completed), instead of a heap entry of ~150 bytes for
+        # each of the thousands that wait at any time.
+        self._fifos: dict[float, deque[Transaction]] = {}
         self._seq = itertools.count(1)
         self._events: deque[TransactionEvent] = deque()
         self._outgoing: list[Outgoing] = []
@@ -314,12 +332,18 @@ class TransactionLayer:
     def get_timer(self) -> float | None:
         """The earliest deadline of any transaction, or None."""
         heap = self._heap
+        earliest = None
         while heap:
             if heap[0][2] is not None:
-                return heap[0][0]
+                earliest = heap[0][0]
+                break
             heapq.heappop(heap)
             self._stale_entries -= 1
-        return None
+        for fifo in self._fifos.values():
+            head = _fifo_head(fifo)
+            if head is not None and (earliest is None or head._interval < earliest):
+                earliest = head._interval
+        return earliest
 
     def __len__(self) -> int:
         return len(self._client) + len(self._server)
@@ -337,13 +361,27 @@ class TransactionLayer:
             return  # §18: the transport should have answered 400; nothing matches it here
 
     def handle_timer(self, now: float) -> None:
-        """Fire every timer due at ``now``."""
+        """Fire every timer due at ``now``, earliest first."""
         heap = self._heap
-        while heap and heap[0][0] <= now:
-            _deadline, _seq, txn, slot = heapq.heappop(heap)
-            if txn is None:
+        fifos = self._fifos.values()
+        while True:
+            while heap and heap[0][2] is None:
+                heapq.heappop(heap)
                 self._stale_entries -= 1
+            due = heap[0][0] if heap and heap[0][0] <= now else None
+            source: deque[Transaction] | None = None
+            for fifo in fifos:
+                head = _fifo_head(fifo)
+                if head is not None and head._interval <= now and (due is None or head._interval < due):
+                    due, source = head._interval, fifo
+            if due is None:
+                return
+            if source is not None:
+                txn = source.popleft()
+                txn._timeout_entry = None
+                self._step(txn, _In.TIMEOUT_TIMER, now)
                 continue
+            _deadline, _seq, txn, slot = heapq.heappop(heap)
             if slot == _RETRANSMIT:
                 txn._retransmit_entry = None
                 self._step(txn, _In.RETRANSMIT_TIMER, now)
@@ -532,6 +570,17 @@ class TransactionLayer:
             txn._timeout_entry = entry
         heapq.heappush(self._heap, entry)
 
+    def _arm_completed(self, txn: Transaction, delay: float, now: float) -> None:
+        """The timeout of a completed non-INVITE transaction on UDP, in its delay's FIFO
+        (a transaction completes once, so it is in one FIFO at most once)."""
+        self._cancel(txn, _TIMEOUT)
+        fifo = self._fifos.get(delay)
+        if fifo is None:
+            fifo = self._fifos[delay] = deque()
+        txn._interval = now + delay
+        txn._timeout_entry = _IN_FIFO
+        fifo.append(txn)
+
     def _cancel(self, txn: Transaction, slot: int) -> None:
         if slot == _RETRANSMIT:
             entry = txn._retransmit_entry
@@ -539,6 +588,8 @@ class TransactionLayer:
         else:
             entry = txn._timeout_entry
             txn._timeout_entry = None
+            if entry is _IN_FIFO:
+                return  # left in its FIFO, skipped when it comes up (see _fifo_head)
         if entry is not None:
             entry[2] = None
             self._stale_entries += 1
@@ -581,6 +632,8 @@ class TransactionLayer:
         if delay <= 0.0:
             self._cancel(txn, _RETRANSMIT)
             txn.state = S.TERMINATED  # reliable transport: the timer is zero (§17)
+        elif txn.state is S.COMPLETED and txn.kind == "non-invite":
+            self._arm_completed(txn, delay, now)  # Timer J or K: no retransmissions left
         else:
             self._arm(txn, _TIMEOUT, delay, now)
 

@@ -649,3 +649,30 @@ def test_a_cancelled_timer_does_not_keep_its_transaction_alive():
     assert len(layer) == 0
     assert all(e[2] is None for e in layer._heap)  # only the dead F entry is left, without it
     assert layer.get_timer() is None  # and the layer asks for no wake-up for it
+
+
+def test_completion_timers_wait_in_order_without_heap_entries_and_fire_among_the_others():
+    """Timer J and Timer K have one delay each, so completed non-INVITE transactions expire
+    in the order they completed: they wait in a FIFO (no ~150-byte heap entry each), and
+    still fire in deadline order with the heap's timers."""
+    layer = TransactionLayer()
+    invite = request("INVITE", branch="z9hG4bKinv")
+    client_invite = layer.send_request(invite, SERVER, now=0.0)  # Timer B at 32.0
+    msg = request("MESSAGE", branch="z9hG4bKmsg")
+    layer.receive(msg, CLIENT, now=0.0)
+    server = events(layer)[0].transaction
+    layer.send_response(server, make_response(msg, 200, to_tag="x"), now=0.1)  # Timer J at 32.1
+    options = request("OPTIONS", branch="z9hG4bKopt")
+    client = layer.send_request(options, SERVER, now=0.0)
+    layer.receive(response_to(options, 200), SERVER, now=27.5)  # Timer K at 32.5
+    events(layer)
+    live = [e for e in layer._heap if e[2] is not None]
+    assert all(e[2] is client_invite for e in live)  # J and K are not in the heap
+    order = []
+    while (deadline := layer.get_timer()) is not None and deadline <= 40.0:
+        layer.handle_timer(deadline)
+        layer.messages_to_send()
+        order += [(round(deadline, 3), e.transaction) for e in events(layer)
+                  if isinstance(e, TransactionTerminated)]
+    assert order == [(32.0, client_invite), (32.1, server), (32.5, client)]
+    assert len(layer) == 0 and layer.get_timer() is None
