@@ -71,7 +71,26 @@ def parse_xml(body: bytes, *, max_size: int = MAX_BODY) -> etree._Element:
 
 
 def parse_pidf(body: bytes, *, max_size: int = MAX_BODY) -> etree._Element:
-    """A validated ``<presence>`` element (RFC 3863 §4): entity, tuple ids, basic values."""
+    """A validated ``<presence>`` element (RFC 3863 §4): entity, tuple ids, basic values.
+
+    The element is shared (do not change it): a PUBLISH parses its body to check it, and the
+    composition that follows asks for the same body again, so the last one is remembered.
+    """
+    global _last_parsed
+    if len(body) > max_size:
+        raise PidfError(f"Body larger than {max_size} bytes")
+    last = _last_parsed
+    if last is not None and last[0] == body:
+        return last[1]
+    root = _parse_pidf(body, max_size=max_size)
+    _last_parsed = (body, root)
+    return root
+
+
+_last_parsed: tuple[bytes, etree._Element] | None = None
+
+
+def _parse_pidf(body: bytes, *, max_size: int) -> etree._Element:
     root = parse_xml(body, max_size=max_size)
     if root.tag != _q(PIDF_NS, "presence"):
         raise PidfError("Root element is not PIDF <presence>")

@@ -99,7 +99,21 @@ def _read_config(sbb: Sbb) -> PresenceConfig:
     for key, value in (row or {}).items():
         if value not in (None, ""):
             values[key] = value
-    return PresenceConfig.from_mapping(values)
+    try:  # the same settings give the same (immutable) config, without parsing them again
+        entries: Any = tuple(sorted(values.items()))
+        cached = _config_by_entries.get(entries)
+    except TypeError:  # an unhashable value: parse every time
+        entries = cached = None
+    if cached is None:
+        cached = PresenceConfig.from_mapping(values)
+        if entries is not None:
+            if len(_config_by_entries) >= 32:
+                _config_by_entries.clear()
+            _config_by_entries[entries] = cached
+    return cached
+
+
+_config_by_entries: dict[Any, PresenceConfig] = {}
 
 
 def _watch_id(dialog_id: str) -> str:
@@ -707,6 +721,14 @@ class PresentitySbb(Sbb):
         return self._compose()
 
     def _recompose(self) -> None:
+        if not any(info["package"] == "presence" for info in (self.subs or {}).values()):
+            # Nobody to tell: composing would be for nothing (most publishers' watchers are
+            # offline). The next watcher gets a document composed for it; the digest is
+            # unknown until then, and a NOTIFY with unchanged content is not sent anyway
+            # (SubscriptionSbb compares what the watcher last got).
+            if self.doc_digest is not None:
+                self.doc_digest = None
+            return
         doc = self._compose()
         digest = hashlib.blake2b(doc, digest_size=16).hexdigest()
         if self.document is not None:

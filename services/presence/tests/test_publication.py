@@ -188,3 +188,21 @@ def test_a_registration_change_of_an_unwatched_user_creates_nothing(bed: Presenc
 def _live_activities(bed: PresenceBed) -> list:
     """Activities other than the service activity every service has."""
     return [key for key in bed.h.container.activity_contexts if key[0] != "service"]
+
+
+def test_a_publication_nobody_watches_is_not_composed_but_reaches_the_next_watcher(bed: PresenceBed, monkeypatch):
+    from .. import sbbs
+
+    composed = []
+    real = sbbs.compose
+    monkeypatch.setattr(sbbs, "compose", lambda *a, **k: composed.append(a[0]) or real(*a, **k))
+    bed.publish("bob", pidf(BOB, "closed"))
+    assert bed.net.last_response().status == 200
+    assert composed == []  # no watcher: nothing to compose the document for
+    bed.subscribe("alice", "bob")
+    bed.answer_notifies()
+    assert _basic(bed.notifies()[-1].body) == "closed"  # the first watcher gets what was published
+    before = len(bed.notifies())
+    bed.publish("bob", pidf(BOB, "open"))
+    bed.answer_notifies()
+    assert len(bed.notifies()) == before + 1 and _basic(bed.notifies()[-1].body) == "open"
