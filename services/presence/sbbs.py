@@ -46,6 +46,7 @@ from slee.ra.sip import (
     ResponseEvent,
     aor_of,
 )
+from slee.settings import SettingsCache
 from slee.transaction import current_transaction
 
 from .auth import authenticate
@@ -99,21 +100,10 @@ def _read_config(sbb: Sbb) -> PresenceConfig:
     for key, value in (row or {}).items():
         if value not in (None, ""):
             values[key] = value
-    try:  # the same settings give the same (immutable) config, without parsing them again
-        entries: Any = tuple(sorted(values.items()))
-        cached = _config_by_entries.get(entries)
-    except TypeError:  # an unhashable value: parse every time
-        entries = cached = None
-    if cached is None:
-        cached = PresenceConfig.from_mapping(values)
-        if entries is not None:
-            if len(_config_by_entries) >= 32:
-                _config_by_entries.clear()
-            _config_by_entries[entries] = cached
-    return cached
+    return _config_by_entries.get(values)  # the same settings: the same (immutable) config
 
 
-_config_by_entries: dict[Any, PresenceConfig] = {}
+_config_by_entries: SettingsCache[PresenceConfig] = SettingsCache(PresenceConfig.from_mapping)
 
 
 def _watch_id(dialog_id: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from slee.settings import SettingsCache
+
 
 @dataclass(frozen=True, slots=True)
 class RegistrarConfig:
@@ -24,19 +26,7 @@ class RegistrarConfig:
     def from_service(cls, entries: dict[str, Any]) -> RegistrarConfig:
         """The config for these recipe/profile entries; the same entries give the same
         (immutable) config without parsing them again: REGISTER asks on every request."""
-        try:
-            key: Any = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in entries.items()))
-            cached = _BY_ENTRIES.get(key)
-        except TypeError:  # an unhashable value (a map): parse every time
-            key = cached = None
-        if cached is not None:
-            return cached
-        cfg = cls._parse(entries)
-        if key is not None:
-            if len(_BY_ENTRIES) >= 32:
-                _BY_ENTRIES.clear()
-            _BY_ENTRIES[key] = cfg
-        return cfg
+        return _BY_ENTRIES.get(entries)
 
     @classmethod
     def _parse(cls, entries: dict[str, Any]) -> RegistrarConfig:
@@ -66,7 +56,7 @@ class RegistrarConfig:
         return cfg
 
 
-_BY_ENTRIES: dict[Any, RegistrarConfig] = {}
+_BY_ENTRIES: SettingsCache[RegistrarConfig] = SettingsCache(RegistrarConfig._parse)
 
 
 def _flag(value: Any) -> bool:
