@@ -64,8 +64,11 @@ class RecordingTransport:
         pass
 
 
-def request(workload: str, i: int) -> bytes:
+def request(workload: str, i: int, presentities: int = 100) -> bytes:
+    """Request ``i`` of a workload; SUBSCRIBEs go to ``presentities`` presentities in turn
+    (0: each to a new one, as bench/run.py's SIPp scenario does)."""
     user = f"u{i}"
+    target = f"p{i % presentities}" if presentities else f"p{i}"
     port = 20000 + i % 20000
     common = (f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{i}-x;rport\r\n"
               f"Max-Forwards: 70\r\nFrom: <sip:{user}@bench.invalid>;tag=f{i}\r\n"
@@ -80,7 +83,7 @@ def request(workload: str, i: int) -> bytes:
                 f"CSeq: 1 PUBLISH\r\nEvent: presence\r\nExpires: 3600\r\n"
                 f"Content-Type: application/pidf+xml\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
     if workload == "subscribe":
-        return (f"SUBSCRIBE sip:p{i % 100}@bench.invalid SIP/2.0\r\n{common}To: <sip:p{i % 100}@bench.invalid>\r\n"
+        return (f"SUBSCRIBE sip:{target}@bench.invalid SIP/2.0\r\n{common}To: <sip:{target}@bench.invalid>\r\n"
                 f"CSeq: 1 SUBSCRIBE\r\nContact: <sip:{user}@127.0.0.1:{port}>\r\nEvent: presence\r\n"
                 f"Accept: application/pidf+xml\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n").encode()
     raise SystemExit(f"unknown workload {workload}")
@@ -116,7 +119,7 @@ async def main(args: argparse.Namespace) -> None:
 
         default = {f.name: f.default for f in dataclasses.fields(ServerConfig)}["gc_threshold"]
         tune_gc(default)  # as bin/slee start does
-    messages = [request(args.workload, i) for i in range(args.n)]
+    messages = [request(args.workload, i, args.presentities) for i in range(args.n)]
     # warm up (imports, caches)
     for raw in messages[:50]:
         sip._on_message(parse_message(raw), Peer("udp", "127.0.0.1", 20000))
@@ -158,6 +161,8 @@ if __name__ == "__main__":
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--callers", help="with --profile: also who calls the functions matching this regex")
+    ap.add_argument("--presentities", type=int, default=100,
+                    help="subscribe: watched presentities, in turn (0: a new one per SUBSCRIBE)")
     ap.add_argument("--no-store", action="store_true")
     ap.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds")
     ap.add_argument("--recipe", default="presence", help="deploy/RECIPE.yaml (presence, registrar)")

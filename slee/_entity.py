@@ -58,6 +58,7 @@ class SbbDescriptor:
     # packed. Entities of one SBB share their field names and most of their shape, so
     # against it a subscription's 316 characters compress to about 40 bytes.
     pack_dict: bytes | None = None
+    unstored: frozenset[str] = frozenset()  # CMP fields declared stored=False
 
     @property
     def initial_handlers(self) -> dict[EventTypeId, HandlerInfo]:
@@ -135,6 +136,7 @@ def describe_sbb(
     descriptor = SbbDescriptor(
         id=sbb_id, cls=cls, handlers=handlers, cmp_fields=cmp_fields, child_relations=children,
         local_methods=frozenset(local), selectors=frozenset(selectors), source=_where(cls),
+        unstored=frozenset(name for name, f in cmp_fields.items() if not f.stored),
     )
     for name, (relation, _) in list(children.items()):
         if resolve_child is None:
@@ -274,7 +276,9 @@ class SbbEntity:
     def is_root(self) -> bool:
         return self.parent_id is None
 
-    def set_cmp(self, name: str, value: Any) -> None:
+    def set_cmp(self, name: str, value: Any, *, stored: bool = True) -> None:
+        """Assign a CMP field in the current transaction; ``stored=False`` (a field declared
+        so): kept and rolled back like the others, but no store write follows."""
         txn = require_transaction()
         cmp = self.cmp
         had = name in cmp
@@ -288,8 +292,9 @@ class SbbEntity:
                 cmp.pop(name, None)
 
         txn.record_undo(undo)
-        txn.mark_dirty(self)
-        self.written(name)
+        if stored:
+            txn.mark_dirty(self)
+            self.written(name)
 
     def written(self, name: str) -> None:
         """CMP field ``name`` changed: re-encode it at the next store write (harmless if the
@@ -299,7 +304,7 @@ class SbbEntity:
             dirty = self.cmp_dirty = set()
         dirty.add(name)
 
-    def clear_cmp(self, name: str) -> None:
+    def clear_cmp(self, name: str, *, stored: bool = True) -> None:
         """Back to the field's default: the value is dropped (nothing to do if it is not set)."""
         cmp = self.cmp
         if name not in cmp:
@@ -307,8 +312,9 @@ class SbbEntity:
         txn = require_transaction()
         old = cmp.pop(name)
         txn.record_undo(lambda: cmp.__setitem__(name, old))
-        txn.mark_dirty(self)
-        self.written(name)
+        if stored:
+            txn.mark_dirty(self)
+            self.written(name)
 
     def _durable(self) -> bool:
         """Worth a store row: on a persistent activity, part of a tree, or already stored.
@@ -349,9 +355,9 @@ class SbbEntity:
             "children": dict(self.children),
             "masks": {ac: sorted(str(e) for e in evs) for ac, evs in self.masks.items() if ac in kept},
         })
-        txn.put("sbb", self.id, EncodedJson(f'{head[:-1]},"cmp":{{{self._cmp_json()}}}}}'))
+        txn.put("sbb", self.id, EncodedJson(f'{head[:-1]},"cmp":{{{self._cmp_json(self.descriptor.unstored)}}}}}'))
 
-    def _cmp_json(self) -> str:
+    def _cmp_json(self, leave_out: frozenset[str] = frozenset()) -> str:
         """The CMP fields as the inside of a JSON object.
 
         Scalars (str, int, float, bool, None) are written out each time, which is cheap.
@@ -360,7 +366,8 @@ class SbbEntity:
         one (CMP fields are assigned, never mutated in place): re-encoding a presentity's
         watcher map on every change of any field was 8 % of a SUBSCRIBE. Small ones (an SBB
         or activity reference, a short map) are encoded again each time: keeping their text
-        cost ~0.9 KiB per subscription, and encoding them takes microseconds.
+        cost ~0.9 KiB per subscription, and encoding them takes microseconds. Fields named
+        in ``leave_out`` (declared ``stored=False``) are not written to the store.
         """
         enc = self.cmp_encoded
         cmp = self.cmp
@@ -375,6 +382,8 @@ class SbbEntity:
         dumps = _json.dumps
         parts = []
         for name, value in cmp.items():
+            if leave_out and name in leave_out:
+                continue
             key = _FIELD_JSON.get(name)
             if key is None:
                 key = _FIELD_JSON[name] = encode_basestring(name)

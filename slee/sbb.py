@@ -119,11 +119,18 @@ class CmpField:
 
     Values must be JSON-like (None, bool, int, float, str, bytes, lists and dicts of those),
     ``SbbLocalObject``s or ``ActivityContextInterface``s; ``type_`` is checked on write.
+
+    ``stored=False`` (an extension of JSR 240): the field is kept with its entity, across
+    passivation, and rolled back with its transaction, but a change of it alone writes
+    nothing to the store, and after a restart it reads as its default. For state that means
+    nothing after a restart, such as "a request we sent awaits its answer": the answer to
+    every NOTIFY would otherwise rewrite the subscription's stored document.
     """
 
-    def __init__(self, type_: type | tuple[type, ...] = object, *, default: Any = None) -> None:
+    def __init__(self, type_: type | tuple[type, ...] = object, *, default: Any = None, stored: bool = True) -> None:
         self.type = type_
         self.default = default
+        self.stored = stored
         self.name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -156,9 +163,9 @@ class CmpField:
         if value is default or (type(value) is type(default) and value == default and not callable(default)):
             # A field at its default is not kept: reading it gives the default anyway, and a
             # subscription's dozen flags and counters at their defaults were a larger dict.
-            entity.clear_cmp(self.name)
+            entity.clear_cmp(self.name, stored=self.stored)
         else:
-            entity.set_cmp(self.name, value)
+            entity.set_cmp(self.name, value, stored=self.stored)
 
 
 class ChildRelation:

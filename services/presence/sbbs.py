@@ -140,7 +140,9 @@ class SubscriptionSbb(Sbb):
     state = CmpField(str)  # active | pending | blocked | terminated
     expires_at = CmpField(float)
     timer_id = CmpField(str)
-    outstanding = CmpField(bool, default=False)  # a NOTIFY awaits its answer
+    # a NOTIFY awaits its answer; not stored: after a restart none does (and its answer
+    # would otherwise rewrite the subscription's stored state for every NOTIFY sent)
+    outstanding = CmpField(bool, default=False, stored=False)
     dirty = CmpField(bool, default=False)  # something newer than the outstanding NOTIFY
     pending_body = CmpField(bytes)  # the newest content, sent when the outstanding one is answered
     sent_hash = CmpField(str)  # what the watcher last got (skip identical NOTIFYs)
@@ -321,6 +323,9 @@ class SubscriptionSbb(Sbb):
             self.dirty = True
             self.pending_body = body
             return
+        if self.dirty:  # (after a restart: ``outstanding`` is not stored) this is newer
+            self.dirty = False
+            self.pending_body = None
         self.sent_hash = digest
         self._send(_sub_state(self.state, self._remaining()), body)
 

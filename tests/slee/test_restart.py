@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from slee import ServiceId
+from slee import CmpField, Sbb, ServiceId, event_handler
 from slee.clock import FakeClock
 from slee.container import Container
 from slee.events import EventType
@@ -166,3 +166,76 @@ def test_a_failing_store_write_does_not_block_later_ones(tmp_path):
     assert sorted(ran) == ["good0", "good1", "good2"]  # "bad" was never acknowledged
     assert notes[:1] == [("raised", "store.write-failed")]
     assert ("cleared", "store.write-failed") in notes and alarms[-1] == []
+
+
+class _FlagSbb(Sbb):
+    """A durable entity with one stored and one unstored CMP field."""
+
+    count = CmpField(int, default=0)
+    busy = CmpField(bool, default=False, stored=False)
+
+    @event_handler(ARM, initial=True, select=("address",))
+    def on_arm(self, event, aci):
+        if self.count == 0:
+            null = self.context.null_activity_factory.create_null_activity()
+            self.context.aci_for(null).attach(self.context.sbb_local_object)
+            self.count = 1
+        if event.text == "boom":
+            self.busy = True
+            raise RuntimeError("rolled back")
+        self.busy = not self.busy
+
+
+def test_an_unstored_cmp_field_is_kept_rolled_back_and_passivated_but_never_written(tmp_path):
+    from slee.events import Address
+
+    url = f"sqlite:///{tmp_path / 'slee.db'}"
+    svc = ServiceId("flags", "slee.tests", "1.0")
+
+    def build_flags(store):
+        c = Container(store=store, clock=FakeClock())
+        c.install_ra(_HarnessRa)
+        c.install_event_type(EventType(ARM))
+        c.create_ra_entity("harness", _HarnessRa.ra_id)
+        c.install_service(svc, _FlagSbb)
+        return c
+
+    async def first():
+        store = Store.open(url)
+        c = build_flags(store)
+        await c.start()
+        c.activate_service(svc)
+        act = FakeActivity("a")
+        c.start_activity("harness", act, act)
+
+        async def arm(text=""):
+            c.fire_event("harness", act, ARM, Ping(text), Address("sip", "a@x"))
+            assert await c.wait_idle()
+
+        await arm()
+        [entity] = c.entities.values()
+        assert entity.cmp == {"count": 1, "busy": True}
+        stored = store.get("sbb", entity.id)
+        assert stored["cmp"] == {"count": 1}  # the unstored field is not in the row
+        writes = c._committer.stats["submissions"]
+        await arm()  # busy back to False (its default): nothing to write
+        await arm()  # busy True again
+        assert entity.cmp["busy"] is True and c._committer.stats["submissions"] == writes
+        await arm("boom")  # the handler fails: busy is rolled back with its transaction
+        assert entity.cmp["busy"] is True
+        c.passivate(10)
+        assert entity.obj is None and entity.packed is not None
+        assert entity.cmp == {"count": 1, "busy": True}  # it travels with the packed state
+        await c.stop()
+        store.close()
+        return entity.id
+
+    async def second(entity_id):
+        store = Store.open(url)
+        c = build_flags(store)
+        c.restore()
+        entity = c.entities[entity_id]
+        assert entity.cmp == {"count": 1}  # after a restart: the default
+        store.close()
+
+    asyncio.run(second(asyncio.run(first())))
