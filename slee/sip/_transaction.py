@@ -9,7 +9,8 @@ with the RFC section beside each transition; a pair missing from a table means t
 absorbed in that state.
 
 Timers live in one heap with lazy deletion, so :meth:`get_timer` is O(1) amortised however
-many transactions are live.
+many transactions are live; the timeouts of completed non-INVITE transactions on UDP (Timer
+J, Timer K), all of one delay each, wait in a FIFO per delay instead (see ``_fifos``).
 """
 
 from __future__ import annotations
