@@ -909,6 +909,8 @@ def parse_target(text: str) -> Target:
         return Target(name=name, auto=True)
     address, *options = spec.split(",")
     host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise argparse.ArgumentTypeError(f"--target wants NAME=HOST:PORT[,pid=N] or NAME=auto, not {text!r}")
     target = Target(name=name, host=host or "127.0.0.1", port=int(port))
     for option in options:
         key, _, value = option.partition("=")
@@ -916,6 +918,16 @@ def parse_target(text: str) -> Target:
             raise argparse.ArgumentTypeError(f"unknown target option {key!r}")
         target.pid = int(value)
     return target
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -942,7 +954,7 @@ def main(argv: list[str] | None = None) -> int:
         help="NAME=HOST:PORT[,pid=N], or ours=auto, kamailio=auto, pyudp=auto "
         "(default: all three auto; kamailio only if installed)",
     )
-    parser.add_argument("--ours-workers", type=int, default=2, metavar="N",
+    parser.add_argument("--ours-workers", type=_positive, default=Target.workers, metavar="N",
                         help="ours=auto: bin/slee start --workers N (default 2)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--quick", action="store_true", help="short steps: a smoke run")
@@ -969,7 +981,8 @@ def main(argv: list[str] | None = None) -> int:
             log("kamailio not found: measuring without it (apt-get install kamailio kamailio-presence-modules)")
         args.target.append(Target(name="pyudp", auto=True))
     for target in args.target:
-        target.workers = args.ours_workers
+        if target.name == "ours":
+            target.workers = args.ours_workers
     names = [t.name for t in args.target]
     if len(set(names)) != len(names):
         parser.error("target names must be unique")

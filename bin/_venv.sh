@@ -22,10 +22,9 @@ slee_python() {
 }
 
 slee_venv() {
-    local root extras stamp want py
+    local root extras stamp want py=""
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
     extras="$1"
-    py="$(slee_python)"
     stamp="$root/.venv/.slee-stamp"
     want="$(cat "$root/pyproject.toml" | sha256sum | cut -c1-16)-${extras:-base}"
     if [ -f "$stamp" ] && { [ "$(cat "$stamp")" = "$want" ] || { [ -z "$extras" ] && grep -q -- "-dev$" "$stamp" && [ "$(cut -d- -f1 "$stamp")" = "${want%%-*}" ]; }; }; then
@@ -33,6 +32,7 @@ slee_venv() {
     fi
     echo "slee: preparing the Python environment in $root/.venv (first run only) ..." >&2
     if [ ! -x "$root/.venv/bin/python" ]; then
+        py="$(slee_python)"  # only here: it starts a few interpreters
         echo "slee:   creating .venv with $py" >&2
         "$py" -m venv "$root/.venv" || { echo "slee: could not create a virtualenv with $py (install python3-venv, or set SLEE_PYTHON)" >&2; return 1; }
     fi

@@ -794,18 +794,16 @@ class Container:
 
     def _activity_ended(self, ac: ActivityContext) -> None:
         """After ActivityEndEvent: detach everything, drop names and timers, forget the AC."""
-        if ac.attached or ac.names or ac.timers or ac.persistent:
+        if ac.attached or ac.names or ac.timers or ac.persistent:  # else (a SIP transaction): nothing to undo
             with self.transaction() as txn:
                 for entity in list(ac.attached):
                     ac.detach(entity)
                 self.naming._activity_ended(txn, ac)
                 self.timers.cancel_for_activity(txn, ac.id, ac.timers)
                 ac.timers = frozenset()
-                ac.state = ActivityState.INVALID
                 if ac.persistent:
                     txn.delete("ac", ac.id)
-        else:  # most activities (a SIP transaction) end bare: nothing for a transaction to do
-            ac.state = ActivityState.INVALID
+        ac.state = ActivityState.INVALID
         self.activity_contexts.pop(self._key_of(ac), None)
         self.activity_contexts_by_id.pop(ac.id, None)
         if self._ac_by_activity.get(id(ac.activity)) is ac:

@@ -94,7 +94,6 @@ class GroupCommitter:
         self._sync_on_loop = sync_on_loop
         self._checkpoint_bytes = checkpoint_bytes
         self._checkpointing = False
-        self._checkpointed_size = -1  # the WAL file's size when the last checkpoint started
         self._unsynced: list[_Submission] = []  # written, waiting for the next sync
         self._written_seq = 0  # deferred sync: last submission number written
         self._stats: dict[str, Any] = {
@@ -298,11 +297,7 @@ class GroupCommitter:
         for submission in covered:
             self._resolve(submission, error)
         self._resolve_waiters(seq)
-        # The WAL file does not shrink when the log starts over after a checkpoint (it is
-        # overwritten from the start): only growth past its size means the log is long again.
-        # Checking the size alone had a checkpoint running after every sync, for good.
-        if size > self._checkpoint_bytes and size != self._checkpointed_size and not self._checkpointing:
-            self._checkpointed_size = size
+        if not self._checkpointing and self._store.wal_outgrew(size, self._checkpoint_bytes):
             self._checkpointing = True
             assert self._loop is not None
             done = self._loop.run_in_executor(self._executor, self._store.checkpoint)

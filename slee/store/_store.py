@@ -132,6 +132,7 @@ class Store:
         )
         self._unsynced_conn: sa.Connection | None = None
         self._wal_fd: int | None = None
+        self._checkpointed_size = -1  # the WAL file's size when the last checkpoint started
         self._sync_lock = threading.Lock()
 
     # -- opening -------------------------------------------------------------------------
@@ -407,9 +408,16 @@ class Store:
                 size = os.fstat(fd).st_size
             except OSError as exc:
                 raise StoreError(f"{self._masked}: cannot sync the write-ahead log: {exc}") from None
-        if checkpoint_bytes is not None and size > checkpoint_bytes:
+        if checkpoint_bytes is not None and self.wal_outgrew(size, checkpoint_bytes):
             self.checkpoint()
         return size
+
+    def wal_outgrew(self, size: int, limit: int) -> bool:
+        """True when a WAL of ``size`` bytes (what :meth:`sync` returned) wants a checkpoint:
+        past ``limit``, and grown since the last checkpoint started. SQLite writes the WAL
+        over from its start once a checkpoint let it start over, and the file keeps its
+        size: taking the size for the log's length had a checkpoint follow every sync."""
+        return size > limit and size != self._checkpointed_size
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database (PASSIVE: writers go on meanwhile), syncing both
@@ -418,6 +426,8 @@ class Store:
         self._check_open()
         if self._wal_path is None:
             return
+        with contextlib.suppress(OSError):
+            self._checkpointed_size = os.path.getsize(self._wal_path)
         raw = self._engine.raw_connection()
         try:
             raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

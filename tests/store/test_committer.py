@@ -267,6 +267,9 @@ class GatedSync:
         self.checkpoints += 1
         self.store.checkpoint()
 
+    def wal_outgrew(self, size: int, limit: int) -> bool:
+        return self.store.wal_outgrew(size, limit)
+
 
 @pytest.fixture
 def sqlite_store(tmp_path) -> Iterator[Store]:
