@@ -33,6 +33,10 @@ slee_venv() {
     echo "slee: preparing the Python environment in $root/.venv (first run only) ..." >&2
     if [ ! -x "$root/.venv/bin/python" ]; then
         py="$(slee_python)"  # only here: it starts a few interpreters
+        if ! command -v "$py" >/dev/null 2>&1; then
+            echo "slee: SLEE_PYTHON=$py is not a program here; point it at a Python 3.11+ or unset it" >&2
+            return 1
+        fi
         echo "slee:   creating .venv with $py" >&2
         "$py" -m venv "$root/.venv" || { echo "slee: could not create a virtualenv with $py (install python3-venv, or set SLEE_PYTHON)" >&2; return 1; }
     fi
