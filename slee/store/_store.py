@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -362,26 +363,31 @@ class Store:
     def _writing_unsynced(self) -> Iterator[sa.Connection]:
         self._check_open()
         with self._write_lock:
-            conn = self._unsynced_conn
-            if conn is None:
-                conn = self._engine.connect()
-                try:
-                    # NORMAL: WAL commits are not synced (sync() does it), checkpoints are;
-                    # the WAL stays consistent (SQLite's documented WAL + NORMAL guarantee).
-                    # No automatic checkpoints on this connection: sync() runs them off the
-                    # loop. Pragmas go to the driver: inside SQLAlchemy's autobegun
-                    # transaction SQLite refuses to change the safety level.
-                    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                    cursor.execute("PRAGMA synchronous=NORMAL")
-                    cursor.execute("PRAGMA wal_autocheckpoint=0")
-                    cursor.close()
-                    conn.execution_options(slee_write=True)
-                except BaseException:
-                    conn.close()
-                    raise
-                self._unsynced_conn = conn
+            conn = self._unsynced_connection()
             with conn.begin():
                 yield conn
+
+    def _unsynced_connection(self) -> sa.Connection:
+        """The connection unsynced writes use, opened on first use; hold the write lock."""
+        conn = self._unsynced_conn
+        if conn is None:
+            conn = self._engine.connect()
+            try:
+                # NORMAL: WAL commits are not synced (sync() does it), checkpoints are;
+                # the WAL stays consistent (SQLite's documented WAL + NORMAL guarantee).
+                # No automatic checkpoints on this connection: sync() runs them off the
+                # loop. Pragmas go to the driver: inside SQLAlchemy's autobegun
+                # transaction SQLite refuses to change the safety level.
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+                cursor.close()
+                conn.execution_options(slee_write=True)
+            except BaseException:
+                conn.close()
+                raise
+            self._unsynced_conn = conn
+        return conn
 
     def sync(self, *, checkpoint_bytes: int | None = WAL_CHECKPOINT_BYTES) -> int:
         """Make every commit so far durable: fsync the WAL (file SQLite; elsewhere commits are
@@ -560,7 +566,11 @@ class Store:
             return
         steps = self._plan(changes, coalesce=coalesce)
         now = datetime.now(UTC)
-        writing = self._writing_unsynced() if not sync and self._wal_path else self._writing()
+        unsynced = not sync and self._wal_path is not None
+        if unsynced and all(step[0] == "upsert" or step[0] == "delete" for step in steps):
+            self._apply_unsynced_rows(steps, now)
+            return
+        writing = self._writing_unsynced() if unsynced else self._writing()
         try:
             with writing as conn:
                 for step in steps:
@@ -642,21 +652,51 @@ class Store:
         flush()
         return steps
 
+    def _row_statements(self, step: tuple[Any, ...], now: datetime) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """The multi-row statements (SQL, parameters) of an upsert or delete step."""
+        kind, rows = step[0], step[1]
+        when = self._time_bind(now) if self._time_bind is not None else now
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start:start + _ROWS_PER_STATEMENT]
+            params: list[Any] = []
+            if kind == "upsert":
+                for row in chunk:
+                    params += (row["p_ns"], row["p_key"], row["p_value"], when)
+            else:
+                for row in chunk:
+                    params += (row["p_ns"], row["p_key"])
+            yield self._many(kind, len(chunk)), tuple(params)
+
+    def _apply_unsynced_rows(self, steps: list[tuple[Any, ...]], now: datetime) -> None:
+        """The group committer's usual batch (unconditional upserts and deletes, unsynced) on
+        the sqlite3 connection itself: SQLAlchemy's connection, transaction and event layers
+        cost more than the statements for the few rows a batch has when traffic is light
+        (80 against 34 us for one row, measured in one process). The statements, the
+        transaction (BEGIN IMMEDIATE ... COMMIT) and the connection are the ones the
+        SQLAlchemy path uses."""
+        self._check_open()
+        with self._write_lock:
+            raw = self._unsynced_connection().connection.driver_connection
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                try:
+                    for step in steps:
+                        for sql, params in self._row_statements(step, now):
+                            raw.execute(sql, params)
+                    raw.execute("COMMIT")
+                except BaseException:
+                    if raw.in_transaction:
+                        raw.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise StoreError(f"{self._masked}: {text}") from None
+
     def _run(self, conn: sa.Connection, step: tuple[Any, ...], now: datetime) -> None:
         kind = step[0]
         if kind == "upsert" or kind == "delete":
-            rows = step[1]
-            when = self._time_bind(now) if self._time_bind is not None else now
-            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-                chunk = rows[start:start + _ROWS_PER_STATEMENT]
-                params: list[Any] = []
-                if kind == "upsert":
-                    for row in chunk:
-                        params += (row["p_ns"], row["p_key"], row["p_value"], when)
-                else:
-                    for row in chunk:
-                        params += (row["p_ns"], row["p_key"])
-                conn.exec_driver_sql(self._many(kind, len(chunk)), tuple(params))
+            for sql, params in self._row_statements(step, now):
+                conn.exec_driver_sql(sql, params)
         elif kind == "delete_prefix":
             _, ns, prefix = step
             conn.execute(sa.delete(kv).where(kv.c.namespace == ns, *_key_range(kv.c.key, prefix)))

@@ -161,6 +161,40 @@ def test_batches_larger_than_one_statement_write_every_row(store: Store) -> None
     assert rows == expected
 
 
+@pytest.mark.parametrize("sync", [True, False], ids=["synced", "unsynced"])
+def test_unsynced_batches_write_every_row_like_synced_ones(store: Store, sync: bool) -> None:
+    # sync=False is the group committer's path; on file SQLite its plain upserts and deletes
+    # go to the sqlite3 connection directly, past SQLAlchemy: same rows, versions, order.
+    store.apply([Put("big", f"k{i:04d}", {"n": i}) for i in range(0, 600, 2)], sync=sync)
+    changes: list[Put | Delete] = [Put("big", f"k{i:04d}", {"n": -i}) for i in range(600)]
+    changes += [Delete("big", f"k{i:04d}") for i in range(0, 600, 3)]
+    store.apply(changes, coalesce=True, sync=sync)
+    store.sync()
+    expected = {f"k{i:04d}": ({"n": -i}, 2 if i % 2 == 0 else 1) for i in range(600) if i % 3}
+    assert store.load_versioned("big") == expected
+
+
+def test_a_failing_unsynced_batch_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'slee.db'}")
+    try:
+        store.apply([Put("ns", "kept", 1)], sync=False)
+        real = store._row_statements
+
+        def then_fail(step, now):  # the batch's first statement runs, the second fails
+            yield from real(step, now)
+            yield "INSERT INTO no_such_table VALUES (1)", ()
+
+        monkeypatch.setattr(store, "_row_statements", then_fail)
+        with pytest.raises(StoreError, match="no such table"):
+            store.apply([Put("ns", "kept", 2), Put("ns", "new", 1)], sync=False)
+        monkeypatch.undo()
+        assert store.load_versioned("ns") == {"kept": (1, 1)}  # rolled back as a whole
+        store.apply([Put("ns", "after", 1)], sync=False)  # the connection is usable again
+        assert store.get("ns", "after") == 1
+    finally:
+        store.close()
+
+
 def test_coalesce_writes_last_value_once(store: Store) -> None:
     store.apply([Put("ns", "k", 0)])
     store.apply(
