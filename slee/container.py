@@ -168,6 +168,7 @@ class Container:
         self._timer_deadline: float | None = None
         self._tasks: set[asyncio.Task] = set()
         self.backlog = 0
+        self._draining = False
         self.delivered = 0
         self.failed = 0
         self._tracer = self.tracers.get("slee", "router")
@@ -284,8 +285,28 @@ class Container:
         if self._ready:
             self._schedule_drain()
 
+    def deliver_now(self) -> None:
+        """Deliver the events fired so far at once, instead of on the loop's next turn, and
+        hand the store what they wrote. For an RA at the end of an I/O callback (never from
+        an event handler): the events of one batch of datagrams are delivered together, and
+        their writes still go to the store as one group."""
+        if self._draining or not self._ready:
+            return
+        self.drain(self.config.drain_budget)
+        if self._committer is not None:
+            self._committer.dispatch_now()
+
     def drain(self, budget: int = 1 << 30) -> int:
         """Deliver queued events (one per activity per turn) until idle or ``budget`` spent."""
+        if self._draining:
+            return 0
+        self._draining = True
+        try:
+            return self._drain(budget)
+        finally:
+            self._draining = False
+
+    def _drain(self, budget: int) -> int:
         ready = self._ready
         done = 0
         while ready and done < budget:

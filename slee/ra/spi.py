@@ -87,6 +87,10 @@ class SleeEndpoint:
     def end_activity(self, handle: Hashable) -> None:
         self._container.end_activity((self._entity.name, handle))
 
+    def deliver_now(self) -> None:
+        """The events fired so far are delivered now (call at the end of an I/O callback)."""
+        self._container.deliver_now()
+
     def activity_exists(self, handle: Hashable) -> bool:
         return (self._entity.name, handle) in self._container.activity_contexts
 

@@ -85,6 +85,7 @@ class GroupCommitter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slee-store-commit")
         self._pending: deque[_Submission] = deque()
         self._scheduled = False
+        self._wrote_early = False  # dispatch_now wrote this turn
         self._in_flight = False
         self._closed = False
         self._seq = 0  # last submission number handed out
@@ -153,7 +154,7 @@ class GroupCommitter:
             # Run after the callbacks already queued for this iteration, so that all of
             # their submissions join this batch.
             self._scheduled = True
-            loop.call_soon(self._dispatch)
+            loop.call_soon(self._turn_end)
         return future
 
     @property
@@ -182,6 +183,19 @@ class GroupCommitter:
         self._executor.shutdown(wait=True)
 
     # -- loop side -----------------------------------------------------------------------
+
+    def dispatch_now(self) -> None:
+        """Write what is pending now instead of at the end of the loop's turn (the container,
+        once an I/O callback's events are delivered): the first batch of a turn waits for no
+        other callback's. Once per turn, so that what the turn's other I/O callbacks submit
+        (a thousand TCP clients readable at once) still goes to the store as one group."""
+        if self._scheduled and self._pending and not self._wrote_early:
+            self._wrote_early = True
+            self._dispatch()
+
+    def _turn_end(self) -> None:
+        self._wrote_early = False
+        self._dispatch()
 
     def _dispatch(self) -> None:
         self._scheduled = False

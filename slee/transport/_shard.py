@@ -113,6 +113,7 @@ class _Link(asyncio.Protocol):
             self.mesh._frame(bytes(buffer[start:end]) if end >= 0 else b"", bytes(buffer[end + 1:offset]))
         if offset:
             del buffer[:offset]
+        self.mesh.batch_end()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -122,9 +123,11 @@ class _Link(asyncio.Protocol):
 class WorkerMesh:
     """Unix stream links to the other workers: ordered, lossless, connected on first use."""
 
-    def __init__(self, config: ShardConfig, on_frame: FrameHandler) -> None:
+    def __init__(self, config: ShardConfig, on_frame: FrameHandler,
+                 on_batch_end: Callable[[], None] | None = None) -> None:
         self.config = config
         self.on_frame = on_frame
+        self.on_batch_end = on_batch_end
         self._server: asyncio.AbstractServer | None = None
         self._out: dict[int, _Link] = {}
         self._queued: dict[int, list[bytes]] = {}
@@ -207,6 +210,10 @@ class WorkerMesh:
         for frame in self._queued.pop(worker, []):
             link.transport.write(frame)  # type: ignore[union-attr]
             self.stats["frames_out"] += 1
+
+    def batch_end(self) -> None:
+        if self.on_batch_end is not None:
+            self.on_batch_end()
 
     def _lost(self, link: _Link) -> None:
         self._inbound.discard(link)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slee.sip._framing import FramingFailed, KeepAliveReceived, MessageFramed, StreamFramer
 
@@ -81,6 +81,12 @@ class TcpConnection(asyncio.Protocol):
             logger.exception("SIP framer failed on connection %d; closing it", self.connection_id)
             self.abort()
             return
+        try:
+            self._handle(data, events)
+        finally:
+            self.owner.batch_end()
+
+    def _handle(self, data: bytes, events: list[Any]) -> None:
         for index, event in enumerate(events):
             if self._closing:
                 return

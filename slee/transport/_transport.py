@@ -64,6 +64,7 @@ class SipTransport:
         self.config = config
         self.on_message = on_message
         self.on_transport_error: TransportErrorHandler | None = None
+        self.on_batch_end: Callable[[], None] | None = None
         self._stats: dict[str, int] = dict.fromkeys(_STAT_NAMES, 0)
         self._udp: UdpEndpoint | None = None
         self._udp_sock: socket.socket | None = None
@@ -120,7 +121,7 @@ class SipTransport:
                 raise
             break
         if self._shard is not None:
-            self._mesh = WorkerMesh(self._shard, self._handed_over)
+            self._mesh = WorkerMesh(self._shard, self._handed_over, self.batch_end)
             await self._mesh.start()
         if tcp_sock is not None:
             self._server = await loop.create_server(
@@ -396,6 +397,17 @@ class SipTransport:
             raise
 
     # -- called by the protocols -------------------------------------------------------------
+
+    def batch_end(self) -> None:
+        """Every message of one read (a burst of datagrams, a TCP read, hand-off frames) has
+        gone to ``on_message``: the receiver may act on them together now."""
+        callback = self.on_batch_end
+        if callback is not None:
+            try:
+                callback()
+            except Exception:
+                self._stats["handler_errors"] += 1
+                logger.exception("SIP batch-end handler failed")
 
     def count(self, name: str, amount: int = 1) -> None:
         self._stats[name] += amount

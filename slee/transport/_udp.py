@@ -29,6 +29,12 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
+        try:
+            self._read_burst(data, addr)
+        finally:
+            self.owner.batch_end()
+
+    def _read_burst(self, data: bytes, addr: tuple) -> None:
         owner = self.owner
         owner.datagram_received(data, addr)
         # asyncio reads one datagram per loop turn; under load read what else is queued

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from slee import ACTIVITY_END, CmpField, EventTypeId, Sbb, event_handler
+from slee.events import Address
 from slee.testing import SbbHarness
 from tests.slee.sbbs import LOG, PING, CounterSbb, Ping, SelectorSbb
 
@@ -181,3 +182,29 @@ def test_a_root_goes_when_its_last_attached_child_is_removed():
         assert len(h.entities()) == 2
         h.fire(DONE, Ping("bye"), other)  # the child removes itself
         assert h.entities() == []
+
+
+NESTED: list[int] = []
+HARNESS: list[SbbHarness] = []
+
+
+class NestedDrainSbb(Sbb):
+    """Drains the container from inside a handler, as an I/O callback run from one would."""
+
+    @event_handler(PING, initial=True, select=("address",))
+    def on_ping(self, event, aci):
+        NESTED.append(HARNESS[0].container.drain())
+
+
+def test_deliver_now_runs_queued_events_at_once_and_never_inside_a_delivery():
+    NESTED.clear()
+    with SbbHarness(NestedDrainSbb) as h:
+        HARNESS[:] = [h]
+        for who in ("alice", "bob"):
+            h.container.fire_event("harness", h.activity(who), PING, Ping(), Address("sip", f"{who}@example.com"))
+        assert h.roots() == []  # queued: the SIP RA calls deliver_now at the end of its read
+        h.container.deliver_now()
+        assert len(h.roots()) == 2
+        assert NESTED == [0, 0]  # the drain inside a delivery delivered nothing
+        h.container.deliver_now()  # nothing queued: nothing happens
+        assert len(h.roots()) == 2

@@ -436,3 +436,26 @@ def test_a_wal_that_started_over_is_not_checkpointed_again_until_it_grows(sqlite
     # one more at most: a commit that came while the first checkpoint ran grew the log
     assert run(main()) <= 2
     assert sqlite_store.count("ns") == 330
+
+
+def test_dispatch_now_writes_the_first_batch_of_a_turn_at_once_and_the_rest_at_turn_end(
+        sqlite_store: Store) -> None:
+    # The container calls dispatch_now after each I/O callback's events: the first batch of a
+    # loop turn is written (and, synced on the loop, acknowledged) without waiting for the
+    # turn's other callbacks; what they submit later in the turn still forms one batch.
+    async def main() -> None:
+        committer = GroupCommitter(sqlite_store)
+        first = committer.submit([Put("ns", "a", 1)])
+        committer.dispatch_now()
+        assert sqlite_store.get("ns", "a") == 1 and first.done()  # written and synced already
+        later = [committer.submit([Put("ns", f"k{i}", i)]) for i in range(3)]
+        committer.dispatch_now()  # a second callback in the same turn: waits for the turn end
+        assert sqlite_store.count("ns") == 1 and not any(f.done() for f in later)
+        await asyncio.gather(*later)
+        assert committer.stats["batches"] == 2 and sqlite_store.count("ns") == 4
+        committer.submit([Put("ns", "next", 1)])  # a new turn may write early again
+        committer.dispatch_now()
+        assert sqlite_store.get("ns", "next") == 1
+        await committer.close()
+
+    run(main())

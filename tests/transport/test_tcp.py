@@ -391,3 +391,19 @@ async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+def test_tcp_read_of_two_messages_ends_with_one_batch_end() -> None:
+    async def scenario() -> None:
+        async with Recorder(udp=False) as server:
+            seen_at_batch_end: list[int] = []
+            server.transport.on_batch_end = lambda: seen_at_batch_end.append(len(server.messages))
+            client = await SipTestClient.connect("tcp", server.host, server.port)
+            client.send(b"".join(build_request("OPTIONS", "sip:example.com", call_id=f"p{n}",
+                                               transport="TCP") for n in range(2)))
+            await server.wait_messages(2)
+            await asyncio.sleep(0)
+            assert seen_at_batch_end[0] == 2
+            await client.close()
+
+    run(scenario())

@@ -291,3 +291,35 @@ def test_datagrams_from_one_source_share_one_peer() -> None:
     assert len(transport._udp_peers) <= _transport._UDP_PEERS_MAX
     again = transport.udp_peer("192.0.2.1", 5060)
     assert again == first and (again.transport, again.host, again.port) == ("udp", "192.0.2.1", 5060)
+
+
+def test_a_burst_of_datagrams_ends_with_one_batch_end() -> None:
+    """The receiver hears once that a burst is over, after every datagram of it: the SIP RA
+    delivers their events and writes their state together then (Container.deliver_now)."""
+    async def scenario() -> None:
+        async with Recorder(tcp=False) as server:
+            seen_at_batch_end: list[int] = []
+            server.transport.on_batch_end = lambda: seen_at_batch_end.append(len(server.messages))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                for n in range(5):  # queued in the kernel before the loop reads any of them
+                    sock.sendto(build_request("OPTIONS", "sip:example.com", call_id=f"burst-{n}"),
+                                (server.host, server.port))
+                await server.wait_messages(5)
+            assert seen_at_batch_end == [5]
+
+    run(scenario())
+
+
+def test_a_failing_batch_end_handler_is_counted_and_the_transport_goes_on() -> None:
+    async def scenario() -> None:
+        async with Recorder(tcp=False) as server:
+            server.transport.on_batch_end = lambda: 1 / 0
+            client = await SipTestClient.connect("udp", server.host, server.port)
+            client.send(build_request("OPTIONS", "sip:example.com", call_id="a"))
+            await server.wait_messages(1)
+            client.send(build_request("OPTIONS", "sip:example.com", call_id="b"))
+            await server.wait_messages(2)
+            assert server.transport.stats["handler_errors"] == 2
+            await client.close()
+
+    run(scenario())

@@ -173,6 +173,7 @@ class SipResourceAdaptor(ResourceAdaptor):
                                 shard=self._shard)
         self.transport = SipTransport(tconf, self._on_message)
         self.transport.on_transport_error = self._on_transport_error
+        self.transport.on_batch_end = self.context.endpoint.deliver_now
         await self.transport.start()
         self.port = self.transport.port
         self.host = self.transport.advertised_host
