@@ -41,6 +41,9 @@ __all__ = ["GroupCommitter"]
 
 log = logging.getLogger("slee.store")
 
+BUSY_SYNC_GAP = 0.002
+"""GroupCommitter.dispatch_now writes early only this long (s) after the last sync ended."""
+
 
 @dataclass(slots=True)
 class _Submission:
@@ -86,6 +89,7 @@ class GroupCommitter:
         self._pending: deque[_Submission] = deque()
         self._scheduled = False
         self._wrote_early = False  # dispatch_now wrote this turn
+        self._synced_at = 0.0  # perf_counter() when the last sync on the loop ended
         self._in_flight = False
         self._closed = False
         self._seq = 0  # last submission number handed out
@@ -186,10 +190,14 @@ class GroupCommitter:
 
     def dispatch_now(self) -> None:
         """Write what is pending now instead of at the end of the loop's turn (the container,
-        once an I/O callback's events are delivered): the first batch of a turn waits for no
-        other callback's. Once per turn, so that what the turn's other I/O callbacks submit
-        (a thousand TCP clients readable at once) still goes to the store as one group."""
-        if self._scheduled and self._pending and not self._wrote_early:
+        once an I/O callback's events are delivered), when the loop is quiet: a lone request
+        waits for no other callback. Not when the store was synced within the last
+        ``BUSY_SYNC_GAP`` seconds (busy: the turn's end makes a bigger group, and one fsync
+        more per turn cost goodput under overload), and once per turn at most, so that what
+        the turn's other I/O callbacks submit (a thousand TCP clients readable at once)
+        still goes to the store as one group."""
+        if (self._scheduled and self._pending and not self._wrote_early
+                and time.perf_counter() - self._synced_at >= BUSY_SYNC_GAP):
             self._wrote_early = True
             self._dispatch()
 
@@ -307,7 +315,8 @@ class GroupCommitter:
             size = self._store.sync(checkpoint_bytes=None)
         except BaseException as exc:
             error = exc
-        self._stats["last_flush_seconds"] = time.perf_counter() - started
+        self._synced_at = time.perf_counter()
+        self._stats["last_flush_seconds"] = self._synced_at - started
         for submission in covered:
             self._resolve(submission, error)
         self._resolve_waiters(seq)

@@ -18,6 +18,7 @@ from slee.store import (
     Store,
     StoreError,
 )
+from slee.store._committer import BUSY_SYNC_GAP
 
 from .conftest import run
 
@@ -453,7 +454,13 @@ def test_dispatch_now_writes_the_first_batch_of_a_turn_at_once_and_the_rest_at_t
         assert sqlite_store.count("ns") == 1 and not any(f.done() for f in later)
         await asyncio.gather(*later)
         assert committer.stats["batches"] == 2 and sqlite_store.count("ns") == 4
-        committer.submit([Put("ns", "next", 1)])  # a new turn may write early again
+        # A new turn right after a sync: the loop is busy, the turn's end makes the group.
+        busy = committer.submit([Put("ns", "busy", 1)])
+        committer.dispatch_now()
+        assert sqlite_store.get("ns", "busy") is None
+        await busy
+        await asyncio.sleep(BUSY_SYNC_GAP * 2)  # quiet again: a new turn writes early
+        committer.submit([Put("ns", "next", 1)])
         committer.dispatch_now()
         assert sqlite_store.get("ns", "next") == 1
         await committer.close()
