@@ -29,36 +29,28 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
-        emptied = False
         try:
-            emptied = self._read_burst(data, addr)
+            self._read_burst(data, addr)
         finally:
-            if emptied:
-                # The socket is empty: what was read can be acted on now. With more queued,
-                # read on first (the next turn's drain gets it all): draining between bursts
-                # would leave datagrams in the kernel's queue, which drops what overflows
-                # it, while the router's queue holds thousands.
-                self.owner.batch_end()
+            self.owner.batch_end()
 
-    def _read_burst(self, data: bytes, addr: tuple) -> bool:
-        """Hand over ``data`` and what else is queued, up to BATCH; True if the socket is empty."""
+    def _read_burst(self, data: bytes, addr: tuple) -> None:
         owner = self.owner
         owner.datagram_received(data, addr)
         # asyncio reads one datagram per loop turn; under load read what else is queued
         # now (up to a bound, so other sockets and the event router still get their turn).
         sock = owner._udp_sock
         if sock is None:
-            return False
+            return
         for _ in range(BATCH - 1):
             try:
                 data, addr = sock.recvfrom(65535)
             except (BlockingIOError, InterruptedError):
-                return True
+                return
             except OSError as exc:
                 self.error_received(exc)
-                return False
+                return
             owner.datagram_received(data, addr)
-        return False
 
     def error_received(self, exc: Exception) -> None:
         # Asynchronous ICMP errors carry no destination on an unconnected socket; the

@@ -310,27 +310,6 @@ def test_a_burst_of_datagrams_ends_with_one_batch_end() -> None:
     run(scenario())
 
 
-def test_a_burst_longer_than_one_read_ends_once_the_socket_is_empty() -> None:
-    """Past one read's bound the rest is read first: the kernel drops what overflows its
-    queue, the router's queue holds thousands."""
-    from slee.transport._udp import BATCH
-
-    async def scenario() -> None:
-        async with Recorder(tcp=False) as server:
-            seen_at_batch_end: list[int] = []
-            server.transport.on_batch_end = lambda: seen_at_batch_end.append(len(server.messages))
-            total = BATCH + 8
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                for n in range(total):
-                    sock.sendto(build_request("OPTIONS", "sip:example.com", call_id=f"long-{n}"),
-                                (server.host, server.port))
-                await server.wait_messages(total)
-            await asyncio.sleep(0.05)
-            assert seen_at_batch_end == [total]
-
-    run(scenario())
-
-
 def test_a_failing_batch_end_handler_is_counted_and_the_transport_goes_on() -> None:
     async def scenario() -> None:
         async with Recorder(tcp=False) as server:
