@@ -89,7 +89,7 @@ class GroupCommitter:
         self._pending: deque[_Submission] = deque()
         self._scheduled = False
         self._wrote_early = False  # dispatch_now wrote this turn
-        self._synced_at = 0.0  # perf_counter() when the last sync on the loop ended
+        self._synced_at = 0.0  # perf_counter() when the last sync ended
         self._in_flight = False
         self._closed = False
         self._seq = 0  # last submission number handed out
@@ -289,7 +289,8 @@ class GroupCommitter:
 
     def _synced(self, covered: list[_Submission], seq: int, started: float,
                 done: asyncio.Future[None]) -> None:
-        self._stats["last_flush_seconds"] = time.perf_counter() - started
+        self._synced_at = time.perf_counter()
+        self._stats["last_flush_seconds"] = self._synced_at - started
         try:
             done.result()
             error: BaseException | None = None

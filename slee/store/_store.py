@@ -442,7 +442,7 @@ class Store:
         finally:
             raw.close()
 
-    def _db_error(self, exc: sa.exc.SQLAlchemyError) -> StoreError:
+    def _db_error(self, exc: sa.exc.SQLAlchemyError | sqlite3.Error) -> StoreError:
         orig = getattr(exc, "orig", None) or exc
         text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         return StoreError(f"{self._masked}: {text}")
@@ -689,8 +689,7 @@ class Store:
                         raw.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise StoreError(f"{self._masked}: {text}") from None
+                raise self._db_error(exc) from None
 
     def _run(self, conn: sa.Connection, step: tuple[Any, ...], now: datetime) -> None:
         kind = step[0]

@@ -113,7 +113,7 @@ class _Link(asyncio.Protocol):
             self.mesh._frame(bytes(buffer[start:end]) if end >= 0 else b"", bytes(buffer[end + 1:offset]))
         if offset:
             del buffer[:offset]
-        self.mesh.batch_end()
+            self.mesh.batch_end()  # only when whole frames were handed on
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
