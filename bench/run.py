@@ -88,6 +88,7 @@ class Target:
     rundir: Path | None = None
     children: set[int] = dataclasses.field(default_factory=set)
     workers: int = 2  # ours=auto: bin/slee start --workers
+    durability: str = "write"  # ours=auto: bin/slee start --durability (the server's default)
 
     @property
     def address(self) -> str:
@@ -211,7 +212,7 @@ def start_reference(target: Target, workdir: Path) -> None:
         # free port so that several runs can share the machine.
         command = [
             sys.executable, "-m", "slee.cli", "start", "--workers", str(target.workers),
-            "--deploy", "presence", "--sip-host", "127.0.0.1", "--sip-port", str(target.port),
+            "--durability", target.durability, "--deploy", "presence", "--sip-host", "127.0.0.1", "--sip-port", str(target.port),
             "--data", str(target.rundir / "data"), "--mgmt-port", "0",
         ]
     elif target.name == "kamailio":
@@ -956,6 +957,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ours-workers", type=_positive, default=Target.workers, metavar="N",
                         help="ours=auto: bin/slee start --workers N (default 2)")
+    parser.add_argument("--ours-durability", choices=["write", "fsync"], default=Target.durability,
+                        help="ours=auto: bin/slee start --durability (default write, the server's default)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--quick", action="store_true", help="short steps: a smoke run")
     parser.add_argument("--rates", type=lambda s: [int(r) for r in s.split(",")])
@@ -983,6 +986,7 @@ def main(argv: list[str] | None = None) -> int:
     for target in args.target:
         if target.name == "ours":
             target.workers = args.ours_workers
+            target.durability = args.ours_durability
     names = [t.name for t in args.target]
     if len(set(names)) != len(names):
         parser.error("target names must be unique")
@@ -1001,7 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": workloads,
         "targets": {
             t.name: {"address": None if t.auto else t.address, "auto": t.auto, "results": {},
-                     **({"workers": t.workers} if t.name == "ours" and t.auto else {})}
+                     **({"workers": t.workers, "durability": t.durability} if t.name == "ours" and t.auto else {})}
             for t in args.target
         },
     }

@@ -130,7 +130,8 @@ class Cli:
         config = ServerConfig(data_dir=self.data, store_url=a.store, mgmt_host=a.mgmt_host, mgmt_port=a.mgmt_port,
                               sip_host=a.sip_host, sip_port=a.sip_port, deploy=tuple(a.deploy or ()),
                               recipes_dir=Path(a.recipes).resolve() if a.recipes else None,
-                              variables=_pairs(a.set, "--set"), gc_threshold=a.gc_threshold, loop=a.loop)
+                              variables=_pairs(a.set, "--set"), gc_threshold=a.gc_threshold, loop=a.loop,
+                              durability=a.durability)
         try:
             if a.workers > 1:
                 from slee.workers import serve_workers
@@ -163,7 +164,8 @@ class Cli:
 
         def human(s: dict[str, Any]) -> str:
             lines = [f"container  pid {s.get('pid')}  up {s.get('uptime', 0):.0f}s  data {s.get('data_dir')}",
-                     f"store      {s.get('store')}",
+                     f"store      {s.get('store')}"
+                     + (f"  (durability {s['durability']})" if s.get("durability") else ""),
                      f"listening  {', '.join(s.get('listening') or []) or '-'}",
                      f"events     delivered {s['delivered']}  failed {s['failed']}  backlog {s['backlog']}  "
                      f"activities {s['activities']}  SBB entities {s['sbb_entities']}  timers {s['timers']}  "
@@ -418,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="event loop: uvloop when installed (auto, the default), or asyncio's own")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="N container processes sharing the SIP port, one per core (default 1; see docs/operations.md)")
+    p.add_argument("--durability", default="write", choices=["write", "fsync"],
+                   help="SQLite store: acknowledge state once written to the WAL, fsynced just after (write, the "
+                        "default: survives a crash of the server, not of the OS) or once fsynced (fsync)")
 
     p = cmd("stop", "stop the running container cleanly")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to exit")

@@ -93,6 +93,7 @@ class ContainerConfig:
     # (their entity's state packed, see SbbEntity.pack); 0 keeps them until the cap above.
     ready_idle_s: float = 1.0
     worker: WorkerInfo | None = None  # this container is one of several worker processes (slee.workers)
+    durability: str = "write"  # when a commit is acknowledged (slee.store.DURABILITY)
 
 
 @dataclass(slots=True)
@@ -182,7 +183,7 @@ class Container:
         if self.store is not None and self._committer is None:
             from slee.store import GroupCommitter
 
-            self._committer = GroupCommitter(self.store, loop=self._loop)
+            self._committer = GroupCommitter(self.store, loop=self._loop, durability=self.config.durability)
         if self._ready:
             self._schedule_drain()
         self._rearm_timer()

@@ -60,6 +60,7 @@ class ServerConfig:
     gc_threshold: int = 10_000  # allocations between young-generation collections (CPython: 700)
     worker: WorkerInfo | None = None  # one of several worker processes (slee.workers)
     loop: str = "auto"  # event loop: uvloop when installed ("auto"), "uvloop" or "asyncio"
+    durability: str = "write"  # when a commit is acknowledged: "write" or "fsync" (slee.store.DURABILITY)
 
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.data_dir.resolve() / 'slee.db'}"
@@ -124,7 +125,8 @@ class Server:
         self._lock()
         url = cfg.resolved_store_url()
         self.store = Store.open(url)
-        container = self.container = Container(store=self.store, config=ContainerConfig(worker=cfg.worker))
+        container = self.container = Container(
+            store=self.store, config=ContainerConfig(worker=cfg.worker, durability=cfg.durability))
         for ra_cls in discover_resource_adaptors().values():
             container.install_ra(ra_cls)
         variables = {"sip_host": cfg.sip_host, "sip_port": str(cfg.sip_port), "data_dir": str(self.data_dir),
@@ -173,7 +175,8 @@ class Server:
         return {"pid": os.getpid(), "data_dir": str(self.data_dir), "started": self.started_at,
                 **({"worker": worker.index} if worker is not None else {}),
                 "uptime": round(time.time() - self.started_at, 3),
-                "store": mask_url(self.config.resolved_store_url()), "listening": self.addresses}
+                "store": mask_url(self.config.resolved_store_url()), "durability": self.config.durability,
+                "listening": self.addresses}
 
     def _lock(self) -> None:
         self._lock_fd = lock_data_dir(self.data_dir)

@@ -146,7 +146,7 @@ class Supervisor:
                 "data_dir": str(worker.data_dir), "sip_host": cfg.sip_host, "sip_port": cfg.sip_port,
                 "deploy": list(cfg.deploy), "recipes_dir": str(cfg.recipes_dir) if cfg.recipes_dir else None,
                 "variables": cfg.variables, "gc_threshold": cfg.gc_threshold, "loop": cfg.loop,
-                "shutdown_timeout": cfg.shutdown_timeout,
+                "durability": cfg.durability, "shutdown_timeout": cfg.shutdown_timeout,
                 "log_level": logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()}
 
     async def _spawn(self, worker: _Worker) -> None:
@@ -405,7 +405,8 @@ def _worker_main(spec: dict[str, Any]) -> int:
         data_dir=Path(spec["data_dir"]), mgmt_port=0, sip_host=spec["sip_host"], sip_port=spec["sip_port"],
         deploy=tuple(spec["deploy"]), recipes_dir=Path(spec["recipes_dir"]) if spec["recipes_dir"] else None,
         variables=spec["variables"], gc_threshold=spec["gc_threshold"], shutdown_timeout=spec["shutdown_timeout"],
-        worker=WorkerInfo(index, spec["count"], spec["run_dir"]), loop=spec.get("loop", "auto"))
+        worker=WorkerInfo(index, spec["count"], spec["run_dir"]), loop=spec.get("loop", "auto"),
+        durability=spec.get("durability", "write"))
     try:
         return run_loop(serve(config), config.loop)
     except Exception as exc:  # the supervisor reports the exit status; the reason goes to the log

@@ -7,12 +7,13 @@ which several container processes can share. See docs/store.md.
 """
 
 from ._changes import Change, Delete, DeletePrefix, EncodedJson, Put
-from ._committer import GroupCommitter
+from ._committer import DURABILITY, GroupCommitter
 from ._errors import ConflictError, StoreError
 from ._migrations import LATEST_VERSION
 from ._store import Store, mask_url
 
 __all__ = [
+    "DURABILITY",
     "LATEST_VERSION",
     "Change",
     "ConflictError",

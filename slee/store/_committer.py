@@ -41,6 +41,12 @@ __all__ = ["GroupCommitter"]
 
 log = logging.getLogger("slee.store")
 
+DURABILITY = ("write", "fsync")
+"""When a submission's future resolves (file SQLite): ``fsync``, once the WAL holding it is
+on disk (survives power loss); ``write``, once it is written to the WAL, which the OS holds
+(survives a crash of the process; the fsync follows off the loop within about a millisecond,
+so power loss or a kernel crash can lose that window). Other stores sync every commit."""
+
 BUSY_SYNC_GAP = 0.002
 """GroupCommitter.dispatch_now writes early only this long (s) after the last sync ended."""
 
@@ -79,9 +85,12 @@ class GroupCommitter:
         max_batch: int = 5000,
         sync_on_loop: bool = True,
         checkpoint_bytes: int = WAL_CHECKPOINT_BYTES,
+        durability: str = "fsync",
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, not {durability!r}")
         self._store = store
         self._loop = loop
         self._max_batch = max_batch
@@ -97,6 +106,9 @@ class GroupCommitter:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._deferred = bool(getattr(store, "defers_sync", False))
         self._sync_on_loop = sync_on_loop
+        # write: acknowledge once written; the WAL is synced off the loop, one fsync in flight
+        self._ack_on_write = self._deferred and durability == "write"
+        self._needs_sync = False  # ack_on_write: something written since the last sync began
         self._checkpoint_bytes = checkpoint_bytes
         self._checkpointing = False
         self._unsynced: list[_Submission] = []  # written, waiting for the next sync
@@ -112,6 +124,7 @@ class GroupCommitter:
             "last_flush_seconds": 0.0,
             "last_write_seconds": 0.0,
             "syncs": 0,
+            "failed_syncs": 0,
             "failed_checkpoints": 0,
         }
 
@@ -263,9 +276,10 @@ class GroupCommitter:
             except BaseException as exc:  # a bug in _commit: fail the batch, not the loop
                 outcome = exc
             for submission, error in zip(batch, self._errors(batch, outcome, "last_write_seconds"), strict=True):
-                if error is None:
+                if error is None and not self._ack_on_write:
                     self._unsynced.append(submission)
                 else:
+                    self._needs_sync |= error is None
                     self._resolve(submission, error)
             self._written_seq = batch[-1].seq
         if not self._in_flight:
@@ -274,10 +288,11 @@ class GroupCommitter:
     def _start_sync(self) -> None:
         covered, self._unsynced = self._unsynced, []
         seq = self._written_seq
-        if not covered:
+        needs_sync, self._needs_sync = self._needs_sync, False
+        if not covered and not needs_sync:
             self._resolve_waiters(seq)
             return
-        if self._sync_on_loop:
+        if self._sync_on_loop and not self._ack_on_write:
             self._sync_here(covered, seq)
             return
         self._in_flight = True
@@ -296,11 +311,14 @@ class GroupCommitter:
             error: BaseException | None = None
         except BaseException as exc:
             error = exc
+            if not covered:  # acknowledged already (durability "write"): say so, once per failure
+                self._stats["failed_syncs"] += 1
+                log.error("group commit: cannot sync what was written and acknowledged: %s", exc)
         for submission in covered:
             self._resolve(submission, error)
         self._in_flight = False
         self._resolve_waiters(seq)
-        if self._unsynced or self._written_seq > seq:
+        if self._unsynced or self._needs_sync or self._written_seq > seq:
             self._start_sync()
 
     def _sync_here(self, covered: list[_Submission], seq: int) -> None:

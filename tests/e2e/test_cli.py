@@ -174,6 +174,7 @@ def test_deploy_upgrade_under_load_and_restart(started: Container, data: Path):
     status = cli(data, "status")
     assert status.returncode == 0
     assert any(V1 in line and "ACTIVE" in line for line in status.stdout.splitlines())
+    assert "(durability write)" in status.stdout  # the default: acknowledged once in the WAL
 
     load = Load(datagram_port(data))
     long_lived = [load.open(f"long-{i}") for i in range(6)]
@@ -421,3 +422,14 @@ def test_service_management_operation_through_the_cli(started: Container, data: 
         assert bad.returncode == 1 and "no management operation 'nope'" in bad.stderr and "flows" in bad.stderr
     finally:
         load.close()
+
+
+def test_durability_fsync_is_chosen_at_start_and_shown_in_status(data: Path):
+    bad = cli(data, "start", "--durability", "lazy")
+    assert bad.returncode != 0 and "invalid choice: 'lazy'" in bad.stderr
+    c = Container(data, "--durability", "fsync")
+    try:
+        assert cli_json(data, "status")["durability"] == "fsync"
+        assert "(durability fsync)" in cli(data, "status").stdout
+    finally:
+        c.kill()

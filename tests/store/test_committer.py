@@ -466,3 +466,95 @@ def test_dispatch_now_writes_the_first_batch_of_a_turn_at_once_and_the_rest_at_t
         await committer.close()
 
     run(main())
+
+
+# -- durability "write": acknowledged once written, synced just after, off the loop ---------
+
+
+def test_write_durability_acknowledges_before_the_sync_and_flush_waits_for_it(sqlite_store: Store) -> None:
+    gated = GatedSync(sqlite_store)
+
+    async def main() -> None:
+        committer = GroupCommitter(gated, durability="write")  # type: ignore[arg-type]
+        gated.gate.clear()  # the fsync cannot finish
+        first = committer.submit([Put("ns", "a", 1)])
+        await asyncio.wait_for(first, 5)  # acknowledged while the sync waits at the gate
+        assert gated.entered.wait(5) and gated.syncs == 0
+        later = [committer.submit([Put("ns", f"k{i}", i)]) for i in range(5)]
+        await asyncio.wait_for(asyncio.gather(*later), 5)  # one fsync in flight does not hold them
+        flushed = asyncio.ensure_future(committer.flush())
+        await asyncio.sleep(0.02)
+        assert not flushed.done()  # flush (and close) mean on disk
+        gated.gate.set()
+        await asyncio.wait_for(flushed, 5)
+        await committer.close()
+        assert committer.stats["syncs"] == gated.syncs == 2  # the later five: one more fsync
+        assert committer.stats["failed_syncs"] == 0
+
+    run(main())
+    assert sqlite_store.count("ns") == 6
+
+
+def test_write_durability_reports_a_failed_sync_it_cannot_take_back(sqlite_store: Store, caplog) -> None:
+    gated = GatedSync(sqlite_store)
+    gated.fail = StoreError("cannot sync the write-ahead log: disk on fire")
+
+    async def main() -> GroupCommitter:
+        committer = GroupCommitter(gated, durability="write")  # type: ignore[arg-type]
+        await committer.submit([Put("ns", "a", 1)])  # acknowledged: written
+        await committer.flush()
+        gated.fail = None
+        await committer.submit([Put("ns", "b", 2)])  # the committer goes on
+        await committer.close()
+        return committer
+
+    committer = run(main())
+    assert committer.stats["failed_syncs"] == 1
+    assert "cannot sync what was written and acknowledged" in caplog.text and "disk on fire" in caplog.text
+
+
+def test_write_durability_is_checked_and_means_nothing_for_stores_that_sync_every_commit() -> None:
+    with pytest.raises(ValueError, match="durability must be one of write, fsync"):
+        GroupCommitter(Store.open("sqlite://"), durability="lazy")
+    memory = Store.open("sqlite://")
+
+    async def main() -> None:
+        committer = GroupCommitter(memory, durability="write")
+        await committer.submit([Put("ns", "a", 1)])
+        await committer.close()
+        assert committer.stats["syncs"] == 0
+
+    run(main())
+    assert memory.get("ns", "a") == 1
+
+
+_CRASH_AFTER_ACK = """
+import asyncio, os, sys
+from slee.store import GroupCommitter, Put, Store
+
+async def main():
+    store = Store.open(sys.argv[1])
+    store.sync = lambda **kw: __import__("time").sleep(60)  # the fsync never happens
+    committer = GroupCommitter(store, durability="write")
+    await asyncio.gather(*(committer.submit([Put("ns", f"k{i}", i)]) for i in range(100)))
+    print("acknowledged", flush=True)
+    os._exit(0)  # the process dies: no sync, no close, no checkpoint
+
+asyncio.run(main())
+"""
+
+
+def test_write_durability_loses_nothing_acknowledged_when_the_process_dies(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'slee.db'}"
+    Store.open(url).close()
+    done = subprocess.run([sys.executable, "-c", _CRASH_AFTER_ACK, url], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.stdout.strip() == "acknowledged", done.stderr
+    again = Store.open(url)
+    try:
+        assert again.count("ns") == 100 and again.get("ns", "k99") == 99
+    finally:
+        again.close()
