@@ -1,8 +1,9 @@
 """Several worker processes on one SIP port: who owns a message, and the hand-off between them.
 
-Every worker binds the same UDP and TCP port with SO_REUSEPORT, so the kernel hands each
-datagram or connection to one of them by a hash of the addresses: all traffic of one client
-(or of a proxy, or of SIPp) lands on one worker. State, though, lives per address-of-record
+Every worker binds the same UDP and TCP port with SO_REUSEPORT. The kernel hands each
+connection to one of them by a hash of the addresses, and each datagram to a random one
+(`spread_datagrams`; by hash too where the kernel refuses the program): a single source
+sending everything (a proxy in front, SIPp) still loads every worker. State, though, lives per address-of-record
 (a user's bindings, publications and watchers), so each AOR has one owner worker, chosen by a
 stable hash, and a message that arrives at another worker is handed to its owner over a Unix
 stream socket, with the address it came from. The owner answers from its own socket on the
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
+import socket
 import struct
 import zlib
 from collections.abc import Callable
@@ -31,18 +34,56 @@ from slee.sip._addressing import Peer
 from slee.sip._message import Request, Response
 from slee.sip._uri import SipURI, parse_uri
 
-__all__ = ["BRANCH_PREFIX", "ShardConfig", "WorkerMesh", "branch_worker", "owner_of", "shard_of_uri"]
+__all__ = ["BRANCH_PREFIX", "ShardConfig", "WorkerMesh", "branch_worker", "owner_of", "shard_of_uri",
+           "spread_datagrams"]
 
 logger = logging.getLogger("slee.transport")
 
 BRANCH_PREFIX = "z9hG4bK-w"
 _LENGTH = struct.Struct("!I")
 _MAX_QUEUED = 32 << 20  # bytes queued for a worker that is not (yet) connected
+SHED_QUEUED = 256 << 10
+"""Bytes waiting for a connected worker beyond which new requests handed to it are dropped
+(responses and requests inside a dialog still go, up to ``_MAX_QUEUED``): as much as a UDP
+socket's receive buffer holds, a fraction of a second of work. Without it an owner that
+fell behind got seconds of queued requests, answered after their clients had given up,
+while the worker that received them kept reading: past capacity, PUBLISH goodput fell to
+half of it."""
 
 
 ShardConfig = WorkerInfo
 """This transport is worker ``index`` of ``count`` on one port; ``run_dir`` holds the Unix
 sockets the workers hand messages over (``w<index>.sock``)."""
+
+
+_SO_ATTACH_REUSEPORT_CBPF = getattr(socket, "SO_ATTACH_REUSEPORT_CBPF", 51)  # Linux >= 4.5
+_SKF_AD_RANDOM = (-0x1000 + 56) & 0xFFFFFFFF  # SKF_AD_OFF + SKF_AD_RANDOM: a random u32
+_BPF = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+
+
+def spread_datagrams(sock: socket.socket, count: int) -> bool:
+    """Have the kernel hand each datagram of this SO_REUSEPORT group to a random one of its
+    ``count`` sockets (a classic BPF program: a random number modulo ``count``), instead of
+    by a hash of the addresses, which puts everything one source sends on one worker. A
+    single source is common: an edge proxy or SBC in front of the server, or SIPp. That
+    worker then read, parsed and handed over every message alone, and capped the group at
+    what one process can receive. Random, not an index per worker: the order of the
+    group's sockets changes when a worker restarts. False where the kernel refuses it
+    (not Linux, or older than 4.5): the hash stays, which works, unevenly."""
+    program = b"".join((
+        _BPF.pack(0x20, 0, 0, _SKF_AD_RANDOM),  # BPF_LD | BPF_W | BPF_ABS: A = random
+        _BPF.pack(0x94, 0, 0, count),  # BPF_ALU | BPF_MOD | BPF_K: A %= count
+        _BPF.pack(0x16, 0, 0, 0),  # BPF_RET | BPF_A: the index of the socket
+    ))
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("HL", len(program) // _BPF.size, ctypes.addressof(buffer))  # struct sock_fprog
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError as exc:
+        logger.warning("cannot spread datagrams over the workers at random (%s): the kernel "
+                       "spreads them by address hash", exc)
+        return False
+    return True
 
 
 def _socket_path(config: ShardConfig, index: int) -> str:
@@ -134,7 +175,7 @@ class WorkerMesh:
         self._queued_bytes: dict[int, int] = {}
         self._connecting: dict[int, asyncio.Task[None]] = {}
         self._inbound: set[_Link] = set()
-        self.stats = {"frames_out": 0, "frames_in": 0, "frames_dropped": 0}
+        self.stats = {"frames_out": 0, "frames_in": 0, "frames_dropped": 0, "requests_shed": 0}
 
     async def start(self) -> None:
         path = _socket_path(self.config, self.config.index)
@@ -162,16 +203,22 @@ class WorkerMesh:
                 os.unlink(_socket_path(self.config, self.config.index))
             self._server = None
 
-    def send(self, worker: int, op: str, peer: Peer, data: bytes) -> None:
-        """Queue one frame for ``worker``; connects first if needed. Never blocks or raises."""
-        header = f"{op} {self.config.index} {peer.transport} {peer.host} {peer.port}\n".encode()
-        frame = b"".join((_LENGTH.pack(len(header) + len(data)), header, data))
+    def send(self, worker: int, op: str, peer: Peer, data: bytes, *, sheddable: bool = False) -> None:
+        """Queue one frame for ``worker``; connects first if needed. Never blocks or raises.
+
+        ``sheddable`` (a new request): dropped instead while ``SHED_QUEUED`` bytes already wait
+        for that worker, as a full UDP socket would drop it; its client retransmits."""
         link = self._out.get(worker)
         if link is not None and link.transport is not None:
-            if link.transport.get_write_buffer_size() > _MAX_QUEUED:
+            queued = link.transport.get_write_buffer_size()
+            if queued > SHED_QUEUED and (sheddable or queued > _MAX_QUEUED):
                 # The owner is not keeping up: drop as a full UDP socket would; clients retransmit.
                 self.stats["frames_dropped"] += 1
+                self.stats["requests_shed"] += sheddable
                 return
+        header = f"{op} {self.config.index} {peer.transport} {peer.host} {peer.port}\n".encode()
+        frame = b"".join((_LENGTH.pack(len(header) + len(data)), header, data))
+        if link is not None and link.transport is not None:
             link.transport.write(frame)
             self.stats["frames_out"] += 1
             return

@@ -22,7 +22,7 @@ from slee.sip._message import Request, Response
 from slee.sip._parser import parse_message
 from slee.sip._validate import error_response
 from slee.transport._config import TransportConfig
-from slee.transport._shard import WorkerMesh, owner_of
+from slee.transport._shard import WorkerMesh, owner_of, spread_datagrams
 from slee.transport._stun import is_stun, stun_binding_response
 from slee.transport._tcp import TcpConnection
 from slee.transport._udp import UdpEndpoint
@@ -45,6 +45,7 @@ _STAT_NAMES = (
 )
 _REMOTE_FLOWS_MAX = 100_000
 _STREAM_TRANSPORTS = frozenset({"tcp"})
+_NOT_SHED = frozenset({"ACK", "CANCEL"})  # never dropped on the way to a busy owner
 
 
 class SipTransport:
@@ -110,6 +111,8 @@ class SipTransport:
                     udp_sock = _bind(family, socket.SOCK_DGRAM, host, port, "UDP", self.config.udp_buffer,
                                      reuse_port=self._shard is not None)
                     port = udp_sock.getsockname()[1]
+                    if self._shard is not None and self._shard.count > 1:
+                        spread_datagrams(udp_sock, self._shard.count)
             except OSError as exc:
                 for sock in (tcp_sock, udp_sock):
                     if sock is not None:
@@ -205,6 +208,7 @@ class SipTransport:
         stats["connections_open"] = len(self._connections)
         if self._mesh is not None:
             stats["worker_frames_dropped"] = self._mesh.stats["frames_dropped"]
+            stats["worker_requests_shed"] = self._mesh.stats["requests_shed"]
         return stats
 
     def connection_for(self, host: str, port: int) -> int | None:
@@ -525,7 +529,11 @@ class SipTransport:
             if shard is not None and not mine:
                 owner = owner_of(message, shard.count)
                 if owner is not None and owner != shard.index:
-                    self._hand_over(owner, data, source)
+                    # A new request over UDP may be shed when the owner is behind (its
+                    # client retransmits; over TCP none would); responses and in-dialog
+                    # requests carry work already done (a NOTIFY's 200, a refresh).
+                    self._hand_over(owner, data, source, sheddable=datagram and isinstance(message, Request)
+                                    and not message.to_tag and message.method not in _NOT_SHED)
                     return
             if isinstance(message, Request):
                 apply_received(message, source)  # RFC 3261 §18.2.1, RFC 3581 §4
@@ -544,11 +552,11 @@ class SipTransport:
             logger.exception("SIP message handler failed on a message from %s",
                              _hostport(source.host, source.port))
 
-    def _hand_over(self, owner: int, data: bytes, source: Peer) -> None:
+    def _hand_over(self, owner: int, data: bytes, source: Peer, *, sheddable: bool = False) -> None:
         """Give a message to the worker that owns it, with where it came from."""
         assert self._mesh is not None
         self._stats["handed_over"] += 1
-        self._mesh.send(owner, "in", source, data)
+        self._mesh.send(owner, "in", source, data, sheddable=sheddable)
 
     def _handed_over(self, op: str, origin: int, peer: Peer, data: bytes) -> None:
         """A frame from another worker: a message it received for us, or a send it asks for."""
@@ -614,7 +622,7 @@ def _bind(family: socket.AddressFamily, kind: socket.SocketKind, host: str, port
     try:
         if reuse_port:
             # Workers of one server share the port on purpose; the kernel spreads datagrams
-            # and connections over them by address hash (see slee.transport._shard).
+            # over them at random and connections by address hash (see slee.transport._shard).
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if kind == socket.SOCK_DGRAM:
             # See TransportConfig.udp_buffer: a queue of well under a second of traffic.
