@@ -46,9 +46,8 @@ SHED_QUEUED = 256 << 10
 """Bytes waiting for a connected worker beyond which new requests handed to it are dropped
 (responses and requests inside a dialog still go, up to ``_MAX_QUEUED``): as much as a UDP
 socket's receive buffer holds, a fraction of a second of work. Without it an owner that
-fell behind got seconds of queued requests, answered after their clients had given up,
-while the worker that received them kept reading: past capacity, PUBLISH goodput fell to
-half of it."""
+fell behind could be handed seconds of requests (up to ``_MAX_QUEUED``), answered after
+their clients had given up, while the worker that received them kept reading."""
 
 
 ShardConfig = WorkerInfo
@@ -76,7 +75,7 @@ def spread_datagrams(sock: socket.socket, count: int) -> bool:
         _BPF.pack(0x16, 0, 0, 0),  # BPF_RET | BPF_A: the index of the socket
     ))
     buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = struct.pack("HL", len(program) // _BPF.size, ctypes.addressof(buffer))  # struct sock_fprog
+    fprog = struct.pack("HP", len(program) // _BPF.size, ctypes.addressof(buffer))  # struct sock_fprog
     try:
         sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, fprog)
     except OSError as exc:
