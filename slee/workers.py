@@ -406,7 +406,7 @@ def _worker_main(spec: dict[str, Any]) -> int:
         deploy=tuple(spec["deploy"]), recipes_dir=Path(spec["recipes_dir"]) if spec["recipes_dir"] else None,
         variables=spec["variables"], gc_threshold=spec["gc_threshold"], shutdown_timeout=spec["shutdown_timeout"],
         worker=WorkerInfo(index, spec["count"], spec["run_dir"]), loop=spec.get("loop", "auto"),
-        durability=spec.get("durability", "write"))
+        durability=spec["durability"])
     try:
         return run_loop(serve(config), config.loop)
     except Exception as exc:  # the supervisor reports the exit status; the reason goes to the log

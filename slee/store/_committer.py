@@ -318,7 +318,7 @@ class GroupCommitter:
             self._resolve(submission, error)
         self._in_flight = False
         self._resolve_waiters(seq)
-        if self._unsynced or self._needs_sync or self._written_seq > seq:
+        if self._written_seq > seq:  # written since this sync began (acknowledged or not)
             self._start_sync()
 
     def _sync_here(self, covered: list[_Submission], seq: int) -> None:

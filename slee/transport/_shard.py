@@ -208,8 +208,9 @@ class WorkerMesh:
         ``sheddable`` (a new request): dropped instead while ``SHED_QUEUED`` bytes already wait
         for that worker, as a full UDP socket would drop it; its client retransmits."""
         link = self._out.get(worker)
-        if link is not None and link.transport is not None:
-            queued = link.transport.get_write_buffer_size()
+        transport = link.transport if link is not None else None
+        if transport is not None:
+            queued = transport.get_write_buffer_size()
             if queued > SHED_QUEUED and (sheddable or queued > _MAX_QUEUED):
                 # The owner is not keeping up: drop as a full UDP socket would; clients retransmit.
                 self.stats["frames_dropped"] += 1
@@ -217,8 +218,8 @@ class WorkerMesh:
                 return
         header = f"{op} {self.config.index} {peer.transport} {peer.host} {peer.port}\n".encode()
         frame = b"".join((_LENGTH.pack(len(header) + len(data)), header, data))
-        if link is not None and link.transport is not None:
-            link.transport.write(frame)
+        if transport is not None:
+            transport.write(frame)
             self.stats["frames_out"] += 1
             return
         queued = self._queued_bytes.get(worker, 0) + len(frame)
