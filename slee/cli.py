@@ -176,7 +176,10 @@ class Cli:
             if s.get("workers"):  # bin/slee start --workers N: the rows above are worker 0's
                 rows = [{**w, "pid": w.get("pid", "-"), "state": "error: " + w["error"] if "error" in w else "up"}
                         for w in s["workers"]]
-                lines += ["", "WORKERS (services and RA entities above: worker 0)",
+                how = {"steered": "steered by the kernel to their owner", "random": "spread at random",
+                       "hash": "spread by address hash"}.get(s.get("datagrams", ""), "-")
+                lines += ["", f"WORKERS (UDP datagrams {how}, owners by {s.get('owner_hash', '-')}; "
+                          "services and RA entities above: worker 0)",
                           table(rows, ["index", "pid", "state", "restarts", "delivered", "backlog", "sbb_entities"],
                                 ["WORKER", "PID", "STATE", "RESTARTS", "EVENTS", "BACKLOG", "SBB ENTITIES"])]
             return "\n".join(lines)

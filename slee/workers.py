@@ -7,6 +7,10 @@ same port (SO_REUSEPORT); each address-of-record belongs to one worker and messa
 another worker are handed to it (`slee.transport._shard`), so a user's registrations,
 publications and watchers all live in one container and services need no change.
 
+The supervisor binds the UDP sockets, one per worker in order, and keeps them open: socket K
+is slot K of the port's SO_REUSEPORT group, and the kernel steers each datagram to the worker
+owning it (`slee.transport._steer`); worker K inherits socket K, again after a restart.
+
 The supervisor holds the data dir's lock and serves the management API the CLI talks to:
 changes (deploy, activate, profiles, trace levels, ...) go to every worker in turn, worker 0
 first, so a refused deployment touches none; reads go to worker 0 unless ``?worker=K`` names
@@ -22,6 +26,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -33,7 +38,7 @@ import aiohttp
 from aiohttp import web
 
 from slee import __version__
-from slee.cluster import WORKERS_FILE, WorkerInfo
+from slee.cluster import OWNER_HASHES, WORKERS_FILE, WorkerInfo
 from slee.management import check_loopback, ensure_token, read_endpoint, read_token
 from slee.management._api import auth_middleware
 from slee.management._files import remove_endpoint, write_endpoint
@@ -95,6 +100,9 @@ class Supervisor:
         self._failed = False
         self._watchers: set[asyncio.Task[None]] = set()
         self._mgmt: list[str] = []
+        self.owner_hash = "fnv1a"
+        self._udp: list[socket.socket | None] = []
+        self.datagrams = "hash"  # how UDP datagrams reach the workers: steered, random or hash
 
     # -- start ------------------------------------------------------------------------------
     async def start(self) -> list[str]:
@@ -103,6 +111,7 @@ class Supervisor:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_data_dir(self.data_dir)
         self._check_layout()
+        self._bind_udp()
         self.run_dir = tempfile.mkdtemp(prefix="slee-workers-")  # short: Unix socket paths are capped
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         print(f"starting {self.count} workers in {self.data_dir}", file=sys.stderr, flush=True)
@@ -137,12 +146,35 @@ class Supervisor:
             if before != self.count:
                 raise StartError(f"{self.data_dir} was served by {before} workers and each user's state lives "
                                  f"in its worker's store; start with --workers {before}, or use another --data")
+            # laid out before owners were chosen by fnv1a: keep each user with its store
+            self.owner_hash = json.loads(path.read_text()).get("owner_hash", "crc32")
+            if self.owner_hash not in OWNER_HASHES:
+                raise StartError(f"{path}: unknown owner_hash {self.owner_hash!r} (known: {', '.join(OWNER_HASHES)})")
+            if self.owner_hash != "fnv1a":
+                log.info("%s: owners chosen by %s (laid out before steering): datagrams are spread at "
+                         "random and handed to their owner; a new --data dir steers them", path, self.owner_hash)
         else:
-            path.write_text(json.dumps({"count": self.count}) + "\n")
+            path.write_text(json.dumps({"count": self.count, "owner_hash": self.owner_hash}) + "\n")
+
+    def _bind_udp(self) -> None:
+        """One UDP socket per worker, bound in worker order (see the module docstring)."""
+        from slee.transport import bind_udp_group
+
+        cfg = self.config
+        try:
+            socks, self.datagrams = bind_udp_group(cfg.sip_host, cfg.sip_port, self.count, self.owner_hash)
+        except OSError as exc:
+            raise StartError(str(exc)) from None
+        self._udp = list(socks)
+
+    def _udp_fd(self, worker: _Worker) -> int | None:
+        sock = self._udp[worker.index] if worker.index < len(self._udp) else None
+        return sock.fileno() if sock is not None else None
 
     def _worker_spec(self, worker: _Worker) -> dict[str, Any]:
         cfg = self.config
         return {"index": worker.index, "count": self.count, "run_dir": self.run_dir,
+                "owner_hash": self.owner_hash, "udp_fd": self._udp_fd(worker),
                 "data_dir": str(worker.data_dir), "sip_host": cfg.sip_host, "sip_port": cfg.sip_port,
                 "deploy": list(cfg.deploy), "recipes_dir": str(cfg.recipes_dir) if cfg.recipes_dir else None,
                 "variables": cfg.variables, "gc_threshold": cfg.gc_threshold, "loop": cfg.loop,
@@ -154,6 +186,7 @@ class Supervisor:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "slee.workers", json.dumps(self._worker_spec(worker)),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            pass_fds=[fd for fd in (self._udp_fd(worker),) if fd is not None],
             start_new_session=True)  # a terminal's Ctrl-C reaches the supervisor only; it stops them
         worker.process = process
         assert process.stdout is not None
@@ -172,6 +205,10 @@ class Supervisor:
         text = line.decode(errors="replace").strip()
         listening = text.split("listening on: ", 1)[-1].split(", ")
         worker.listening = [a for a in listening if not a.startswith("mgmt ")]
+        sock = self._udp[worker.index] if worker.index < len(self._udp) else None
+        if sock is not None and not any(a.split()[-1].startswith("udp:") for a in worker.listening):
+            sock.close()  # its SIP RA serves no UDP here (or not on this address): no slot to keep
+            self._udp[worker.index] = None
         endpoint = read_endpoint(worker.data_dir) or {}
         worker.url = f"http://{endpoint.get('host', '127.0.0.1')}:{endpoint.get('port')}"
         worker.token = read_token(worker.data_dir)
@@ -307,7 +344,7 @@ class Supervisor:
         from slee.transport import shard_of_uri
 
         try:
-            return self.workers[shard_of_uri(aor, self.count)]
+            return self.workers[shard_of_uri(aor, self.count, self.owner_hash)]
         except Exception:  # not a URI: let every worker say so
             return None
 
@@ -323,7 +360,8 @@ class Supervisor:
         head = {k: v for k, v in docs[0].items() if k not in ("index", "restarts", "worker")}
         head.update(pid=os.getpid(), data_dir=str(self.data_dir), started=self.started_at,
                     uptime=round(time.time() - self.started_at, 3), listening=self._mgmt + self.workers[0].listening,
-                    store=f"sqlite per worker ({self.data_dir}/worker-*/slee.db)", workers=docs)
+                    store=f"sqlite per worker ({self.data_dir}/worker-*/slee.db)", workers=docs,
+                    datagrams=self.datagrams, owner_hash=self.owner_hash)
         return web.json_response(head)
 
     # -- run and stop ----------------------------------------------------------------------------
@@ -358,6 +396,10 @@ class Supervisor:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        for sock in self._udp:
+            if sock is not None:
+                sock.close()
+        self._udp = []
         if self.run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         if self._lock_fd is not None:
@@ -405,7 +447,8 @@ def _worker_main(spec: dict[str, Any]) -> int:
         data_dir=Path(spec["data_dir"]), mgmt_port=0, sip_host=spec["sip_host"], sip_port=spec["sip_port"],
         deploy=tuple(spec["deploy"]), recipes_dir=Path(spec["recipes_dir"]) if spec["recipes_dir"] else None,
         variables=spec["variables"], gc_threshold=spec["gc_threshold"], shutdown_timeout=spec["shutdown_timeout"],
-        worker=WorkerInfo(index, spec["count"], spec["run_dir"]), loop=spec.get("loop", "auto"),
+        worker=WorkerInfo(index, spec["count"], spec["run_dir"], spec.get("owner_hash", "fnv1a"), spec.get("udp_fd")),
+        loop=spec.get("loop", "auto"),
         durability=spec["durability"])
     try:
         return run_loop(serve(config), config.loop)

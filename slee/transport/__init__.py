@@ -8,7 +8,12 @@ hands every message to one callback together with the `Peer` it came from.
 from slee.transport._config import TransportConfig
 from slee.transport._shard import ShardConfig, shard_of_uri
 from slee.transport._stun import is_stun, stun_binding_response
-from slee.transport._transport import MessageHandler, SipTransport, TransportErrorHandler
+from slee.transport._transport import (
+    MessageHandler,
+    SipTransport,
+    TransportErrorHandler,
+    bind_udp_group,
+)
 
 __all__ = [
     "MessageHandler",
@@ -16,6 +21,7 @@ __all__ = [
     "SipTransport",
     "TransportConfig",
     "TransportErrorHandler",
+    "bind_udp_group",
     "is_stun",
     "shard_of_uri",
     "stun_binding_response",

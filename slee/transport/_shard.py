@@ -1,11 +1,11 @@
 """Several worker processes on one SIP port: who owns a message, and the hand-off between them.
 
-Every worker binds the same UDP and TCP port with SO_REUSEPORT. The kernel hands each
-connection to one of them by a hash of the addresses, and each datagram to a random one
-(`spread_datagrams`; by hash too where the kernel refuses the program): a single source
-sending everything (a proxy in front, SIPp) still loads every worker. State, though, lives per address-of-record
-(a user's bindings, publications and watchers), so each AOR has one owner worker, chosen by a
-stable hash, and a message that arrives at another worker is handed to its owner over a Unix
+Every worker serves the same UDP and TCP port with SO_REUSEPORT. State lives per
+address-of-record (a user's bindings, publications and watchers), so each AOR has one owner
+worker, chosen by a stable hash. The kernel hands each datagram to its owner where a
+steering program can tell it (`slee.transport._steer`), else to a random worker
+(`spread_datagrams`), and each TCP connection to a worker by a hash of the addresses; a
+message that arrives at another worker than its owner is handed to the owner over a Unix
 stream socket, with the address it came from. The owner answers from its own socket on the
 shared port, so the client sees one server. Responses find the worker that sent the request
 by the worker number in the top Via branch (``z9hG4bK-w<N>-...``).
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import socket
@@ -33,6 +32,7 @@ from slee.cluster import WorkerInfo
 from slee.sip._addressing import Peer
 from slee.sip._message import Request, Response
 from slee.sip._uri import SipURI, parse_uri
+from slee.transport._steer import aor_hash, attach_program
 
 __all__ = ["BRANCH_PREFIX", "ShardConfig", "WorkerMesh", "branch_worker", "owner_of", "shard_of_uri",
            "spread_datagrams"]
@@ -55,7 +55,6 @@ ShardConfig = WorkerInfo
 sockets the workers hand messages over (``w<index>.sock``)."""
 
 
-_SO_ATTACH_REUSEPORT_CBPF = getattr(socket, "SO_ATTACH_REUSEPORT_CBPF", 51)  # Linux >= 4.5
 _SKF_AD_RANDOM = (-0x1000 + 56) & 0xFFFFFFFF  # SKF_AD_OFF + SKF_AD_RANDOM: a random u32
 _BPF = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
 
@@ -66,18 +65,18 @@ def spread_datagrams(sock: socket.socket, count: int) -> bool:
     by a hash of the addresses, which puts everything one source sends on one worker. A
     single source is common: an edge proxy or SBC in front of the server, or SIPp. That
     worker then read, parsed and handed over every message alone, and capped the group at
-    what one process can receive. Random, not an index per worker: the order of the
-    group's sockets changes when a worker restarts. False where the kernel refuses it
-    (not Linux, or older than 4.5): the hash stays, which works, unevenly."""
+    what one process can receive. Used where the owner cannot be steered to
+    (`slee.transport._steer`): a data dir whose owners are by crc32, or sockets bound by the
+    workers themselves, whose order in the group changes when one restarts. False where
+    the kernel refuses it (not Linux, or older than 4.5): the hash stays, which works,
+    unevenly."""
     program = b"".join((
         _BPF.pack(0x20, 0, 0, _SKF_AD_RANDOM),  # BPF_LD | BPF_W | BPF_ABS: A = random
         _BPF.pack(0x94, 0, 0, count),  # BPF_ALU | BPF_MOD | BPF_K: A %= count
         _BPF.pack(0x16, 0, 0, 0),  # BPF_RET | BPF_A: the index of the socket
     ))
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = struct.pack("HP", len(program) // _BPF.size, ctypes.addressof(buffer))  # struct sock_fprog
     try:
-        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, fprog)
+        attach_program(sock, program)
     except OSError as exc:
         logger.warning("cannot spread datagrams over the workers at random (%s): the kernel "
                        "spreads them by address hash", exc)
@@ -89,19 +88,24 @@ def _socket_path(config: ShardConfig, index: int) -> str:
     return str(Path(config.run_dir) / f"w{index}.sock")
 
 
-def _aor_key(uri: Any) -> str:
-    if isinstance(uri, str):
-        uri = parse_uri(uri)
-    if isinstance(uri, SipURI):
-        return f"{uri.user or ''}@{uri.host.lower()}"
-    return str(uri)
+def shard_of_uri(uri: Any, count: int, owner_hash: str = "fnv1a") -> int:
+    """The worker that owns the address-of-record of ``uri`` (the same in every process).
 
-
-def shard_of_uri(uri: Any, count: int) -> int:
-    """The worker that owns the address-of-record of ``uri`` (the same in every process)."""
+    ``fnv1a`` hashes ``user@host`` (``host`` alone without a user) as the kernel's steering
+    program does (`slee.transport._steer`); ``crc32`` is the hash of data dirs laid out
+    before it, kept so their users stay with the worker whose store holds them."""
     if count <= 1:
         return 0
-    return zlib.crc32(_aor_key(uri).encode("utf-8", "surrogateescape")) % count
+    if isinstance(uri, str):
+        uri = parse_uri(uri)
+    if owner_hash == "crc32":
+        key = f"{uri.user or ''}@{uri.host.lower()}" if isinstance(uri, SipURI) else str(uri)
+        return zlib.crc32(key.encode("utf-8", "surrogateescape")) % count
+    if isinstance(uri, SipURI):
+        key = f"{uri.user}@{uri.host}" if uri.user else uri.host
+    else:
+        key = str(uri)
+    return aor_hash(key.encode("utf-8", "surrogateescape")) % count
 
 
 def branch_worker(branch: str | None) -> int | None:
@@ -113,14 +117,14 @@ def branch_worker(branch: str | None) -> int | None:
     return int(digits) if end > 0 and digits.isdigit() else None
 
 
-def owner_of(message: Request | Response, count: int) -> int | None:
+def owner_of(message: Request | Response, count: int, owner_hash: str = "fnv1a") -> int | None:
     """The worker that must handle ``message``; None when any worker may (stray responses)."""
     if isinstance(message, Response):
         worker = branch_worker(message.top_via.branch)
         return worker if worker is not None and worker < count else None
     if message.method == "REGISTER" or message.to_tag:
-        return shard_of_uri(message.to.uri, count)
-    return shard_of_uri(message.uri, count)
+        return shard_of_uri(message.to.uri, count, owner_hash)
+    return shard_of_uri(message.uri, count, owner_hash)
 
 
 FrameHandler = Callable[[str, int, Peer, bytes], None]

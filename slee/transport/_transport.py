@@ -22,7 +22,8 @@ from slee.sip._message import Request, Response
 from slee.sip._parser import parse_message
 from slee.sip._validate import error_response
 from slee.transport._config import TransportConfig
-from slee.transport._shard import WorkerMesh, owner_of, spread_datagrams
+from slee.transport._shard import ShardConfig, WorkerMesh, owner_of, spread_datagrams
+from slee.transport._steer import steer_datagrams
 from slee.transport._stun import is_stun, stun_binding_response
 from slee.transport._tcp import TcpConnection
 from slee.transport._udp import UdpEndpoint
@@ -107,7 +108,14 @@ class SipTransport:
                                      reuse_port=self._shard is not None)
                     tcp_sock.listen(self.config.tcp_backlog)
                     port = tcp_sock.getsockname()[1]
-                if self.config.udp:
+                inherited = _claim_inherited_udp(self._shard)
+                if inherited is not None and not (self.config.udp and _serves(inherited, family, host, port)):
+                    inherited.close()  # not this transport's address: bind as without it
+                    inherited = None
+                if inherited is not None:
+                    udp_sock = inherited
+                    _set_buffers(udp_sock, self.config.udp_buffer)
+                elif self.config.udp:
                     udp_sock = _bind(family, socket.SOCK_DGRAM, host, port, "UDP", self.config.udp_buffer,
                                      reuse_port=self._shard is not None)
                     port = udp_sock.getsockname()[1]
@@ -527,7 +535,7 @@ class SipTransport:
                                     max_size=self.config.max_message_size)
             shard = self._shard
             if shard is not None and not mine:
-                owner = owner_of(message, shard.count)
+                owner = owner_of(message, shard.count, shard.owner_hash)
                 if owner is not None and owner != shard.index:
                     # A new request over UDP may be shed when the owner is behind (its
                     # client retransmits; over TCP none would); responses and in-dialog
@@ -616,6 +624,76 @@ def _family_of(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def bind_udp_group(host: str, port: int, count: int, owner_hash: str) -> tuple[list[socket.socket], str]:
+    """``count`` UDP sockets on one port, bound in order, so that socket ``i`` is slot ``i``
+    of the port's SO_REUSEPORT group, for worker ``i`` to inherit. With the ``fnv1a`` owner
+    hash the group's datagrams are steered to their owner (slee.transport._steer); else, or
+    where the kernel refuses that program, spread at random (`spread_datagrams`). The caller
+    keeps them open while its workers come and go, so the slots never move. Returns the
+    sockets and how datagrams reach them: "steered", "random" or "hash"."""
+    family = _family_of(host)
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(_bind(family, socket.SOCK_DGRAM, host, port, "UDP", reuse_port=True))
+        if owner_hash == "fnv1a":
+            try:
+                steer_datagrams(socks[0], count)
+                return socks, "steered"
+            except (OSError, ValueError) as exc:
+                logger.warning("cannot steer datagrams to the worker owning them (%s): they are "
+                               "spread at random and handed over", exc)
+        spread = spread_datagrams(socks[0], count)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks, "random" if spread else "hash"
+
+
+_claimed_fds: set[int] = set()
+
+
+def _claim_inherited_udp(shard: ShardConfig | None) -> socket.socket | None:
+    """The UDP socket the supervisor bound for this worker (its slot in the port's
+    SO_REUSEPORT group, which steers datagrams to their owner: slee.transport._steer), the
+    first time a transport of this process asks; after that (a restarted RA) None."""
+    if shard is None or shard.udp_fd is None or shard.udp_fd in _claimed_fds:
+        return None
+    _claimed_fds.add(shard.udp_fd)
+    try:
+        sock = socket.socket(fileno=shard.udp_fd)
+    except OSError as exc:
+        logger.warning("the UDP socket inherited from the supervisor (fd %d) is unusable: %s",
+                       shard.udp_fd, exc)
+        return None
+    sock.setblocking(False)
+    return sock
+
+
+def _serves(sock: socket.socket, family: socket.AddressFamily, host: str, port: int) -> bool:
+    """Whether ``sock`` is bound where this transport would bind (an IP literal compared as
+    an address; a name is taken on trust: the supervisor bound the same one)."""
+    if sock.family != family or sock.type != socket.SOCK_DGRAM:
+        return False
+    bound_host, bound_port = sock.getsockname()[:2]
+    if bound_port != port:
+        return False
+    try:
+        return ipaddress.ip_address(bound_host) == ipaddress.ip_address(host)
+    except ValueError:
+        return True
+
+
+def _set_buffers(sock: socket.socket, size: int) -> None:
+    # See TransportConfig.udp_buffer: a queue of well under a second of traffic.
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+        except OSError:
+            pass
+
+
 def _bind(family: socket.AddressFamily, kind: socket.SocketKind, host: str, port: int,
           label: str, udp_buffer: int = 256 << 10, *, reuse_port: bool = False) -> socket.socket:
     sock = socket.socket(family, kind)
@@ -625,12 +703,7 @@ def _bind(family: socket.AddressFamily, kind: socket.SocketKind, host: str, port
             # over them at random and connections by address hash (see slee.transport._shard).
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if kind == socket.SOCK_DGRAM:
-            # See TransportConfig.udp_buffer: a queue of well under a second of traffic.
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, option, udp_buffer)
-                except OSError:
-                    pass
+            _set_buffers(sock, udp_buffer)
         if kind == socket.SOCK_STREAM:
             # Restart without waiting out TIME_WAIT; never on UDP, where Linux would let a
             # second process share the port and split the traffic.

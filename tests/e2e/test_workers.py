@@ -1,8 +1,9 @@
 """``bin/slee start --workers 2 --deploy presence``: two container processes on one SIP port.
 
-Real processes, real sockets. Users are picked so that each worker owns some of them; every
-client has its own socket, so the kernel picks a worker per client and most messages cross
-between workers. What a user sees must not change: registrations, presence, messages,
+Real processes, real sockets. Users are picked so that each worker owns some of them. The
+kernel steers each UDP datagram to the worker owning it (slee.transport._steer); a data dir
+laid out before that (owners by crc32) has datagrams spread at random, and TCP connections
+go by address hash, so there messages cross between workers. What a user sees must not change: registrations, presence, messages,
 management through one API, a crashed worker restarted from its store, one stop for all.
 """
 
@@ -29,13 +30,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 WORKERS = ["--workers", "2"]
 
 
-def users(count_per_worker: int) -> list[list[str]]:
+def users(count_per_worker: int, owner_hash: str = "fnv1a") -> list[list[str]]:
     """Per worker index, user names it owns."""
     owned: list[list[str]] = [[], []]
     n = 0
     while min(map(len, owned)) < count_per_worker:
         name = f"user{n}"
-        bucket = owned[shard_of_uri(f"sip:{name}@{DOMAIN}", 2)]
+        bucket = owned[shard_of_uri(f"sip:{name}@{DOMAIN}", 2, owner_hash)]
         if len(bucket) < count_per_worker:
             bucket.append(name)
         n += 1
@@ -64,8 +65,13 @@ def cli(server, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_presence_across_two_workers(tmp_path: Path) -> None:
-    owned = users(2)
+@pytest.mark.parametrize("layout", ["steered", "legacy"])
+def test_presence_across_two_workers(tmp_path: Path, layout: str) -> None:
+    owner_hash = "fnv1a" if layout == "steered" else "crc32"
+    if layout == "legacy":  # a data dir a worker group laid out before steering
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "workers.json").write_text('{"count": 2}\n')
+    owned = users(2, owner_hash)
     a0, b0 = owned[0]
     a1, b1 = owned[1]
 
@@ -101,8 +107,18 @@ def test_presence_across_two_workers(tmp_path: Path) -> None:
         status = api(server, "/v1/status")
         assert [w["index"] for w in status["workers"]] == [0, 1]
         assert len({w["pid"] for w in status["workers"]} | {status["pid"]}) == 3
+        assert (status["datagrams"], status["owner_hash"]) == (("steered", "fnv1a") if layout == "steered"
+                                                                else ("random", "crc32"))
+        shown = cli(server, "status")
+        assert shown.returncode == 0, shown.stderr
+        assert ("steered by the kernel to their owner, owners by fnv1a" if layout == "steered"
+                else "spread at random, owners by crc32") in shown.stdout
         stats = transport_stats(status)
-        assert sum(s["handed_over"] for s in stats) > 0 and sum(s["taken_over"] for s in stats) > 0
+        assert all(s["udp_datagrams_in"] > 0 for s in stats)
+        if layout == "steered":  # every datagram reached its owner: nothing to hand over
+            assert sum(s["handed_over"] for s in stats) == 0, stats
+        else:
+            assert sum(s["handed_over"] for s in stats) > 0 and sum(s["taken_over"] for s in stats) > 0
         assert sum(s["handed_over"] for s in stats) == sum(s["taken_over"] for s in stats)
         # an operation about one AOR is answered by the worker that owns it
         shown = cli(server, "presence", "show", f"sip:{a1}@{DOMAIN}", "--json")

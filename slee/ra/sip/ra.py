@@ -17,6 +17,7 @@ bounds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Hashable
 from pathlib import Path
@@ -58,7 +59,7 @@ from slee.sip._transaction import (
     TransactionTimedOut,
     TransportErrorOccurred,
 )
-from slee.transport._shard import BRANCH_PREFIX, ShardConfig
+from slee.transport._shard import BRANCH_PREFIX
 
 log = logging.getLogger("slee.ra.sip")
 
@@ -122,7 +123,7 @@ class SipResourceAdaptor(ResourceAdaptor):
         worker = context.worker
         # Several workers share the port (slee.transport._shard): the transport hands messages
         # over, and branches name the worker that minted them.
-        self._shard = (ShardConfig(worker.index, worker.count, str(Path(worker.run_dir) / f"sip-{context.entity_name}"))
+        self._shard = (dataclasses.replace(worker, run_dir=str(Path(worker.run_dir) / f"sip-{context.entity_name}"))
                        if worker is not None and worker.count > 1 else None)
         self.branch_prefix = f"{BRANCH_PREFIX}{worker.index}-" if self._shard is not None else MAGIC_COOKIE
         self.counters = {"requests_in": 0, "responses_in": 0, "rejected_invalid": 0, "rejected_overload": 0,
