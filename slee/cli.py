@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="N container processes sharing the SIP port, one per core (default 1; see docs/operations.md)")
     p.add_argument("--durability", default="write", choices=["write", "fsync"],
-                   help="SQLite store: acknowledge state once written to the WAL, fsynced just after (write, the "
+                   help="SQLite store: acknowledge state once written to the WAL, fsynced within 10 ms (write, the "
                         "default: survives a crash of the server, not of the OS) or once fsynced (fsync)")
 
     p = cmd("stop", "stop the running container cleanly")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -468,7 +469,7 @@ def test_dispatch_now_writes_the_first_batch_of_a_turn_at_once_and_the_rest_at_t
     run(main())
 
 
-# -- durability "write": acknowledged once written, synced just after, off the loop ---------
+# -- durability "write": acknowledged once written, synced soon after, off the loop ---------
 
 
 def test_write_durability_acknowledges_before_the_sync_and_flush_waits_for_it(sqlite_store: Store) -> None:
@@ -493,6 +494,32 @@ def test_write_durability_acknowledges_before_the_sync_and_flush_waits_for_it(sq
 
     run(main())
     assert sqlite_store.count("ns") == 6
+
+
+def test_write_durability_syncs_at_most_once_per_interval_and_flush_does_not_wait_for_it(
+        sqlite_store: Store) -> None:
+    gated = GatedSync(sqlite_store)
+
+    async def main() -> None:
+        interval = 1.0  # the default is WRITE_SYNC_INTERVAL; long here, so timing cannot decide
+        committer = GroupCommitter(gated, durability="write", sync_interval=interval)  # type: ignore[arg-type]
+        await committer.submit([Put("ns", "a", 1)])
+        await committer.flush()  # idle: the first write is synced at once
+        assert gated.syncs == 1
+        synced = time.perf_counter()
+        for i in range(20):  # acknowledged writes, one per loop turn, right after that sync
+            await committer.submit([Put("ns", f"k{i}", i)])
+        assert gated.syncs == 1 and time.perf_counter() - synced < interval  # none yet
+        await asyncio.sleep(interval * 1.5)
+        assert gated.syncs == 2  # one sync covered all twenty
+        await committer.submit([Put("ns", "b", 2)])
+        flushed = time.perf_counter()
+        await committer.flush()  # a waiter starts the due sync now
+        assert gated.syncs == 3 and time.perf_counter() - flushed < interval / 2
+        await committer.close()
+
+    run(main())
+    assert sqlite_store.count("ns") == 22
 
 
 def test_write_durability_reports_a_failed_sync_it_cannot_take_back(sqlite_store: Store, caplog) -> None:
