@@ -206,8 +206,11 @@ class Supervisor:
         listening = text.split("listening on: ", 1)[-1].split(", ")
         worker.listening = [a for a in listening if not a.startswith("mgmt ")]
         sock = self._udp[worker.index] if worker.index < len(self._udp) else None
-        if sock is not None and not any(a.split()[-1].startswith("udp:") for a in worker.listening):
-            sock.close()  # its SIP RA serves no UDP here (or not on this address): no slot to keep
+        served = {a.split()[-1].partition(":")[0] for a in worker.listening if a.endswith(f":{self.config.sip_port}")}
+        if sock is not None and "tcp" in served and "udp" not in served:
+            # its SIP RA serves TCP only on this port: nobody would read the UDP socket. (With no
+            # SIP RA yet, as before `bin/slee deploy`, the socket waits for the one deployed.)
+            sock.close()
             self._udp[worker.index] = None
         endpoint = read_endpoint(worker.data_dir) or {}
         worker.url = f"http://{endpoint.get('host', '127.0.0.1')}:{endpoint.get('port')}"

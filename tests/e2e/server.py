@@ -57,10 +57,10 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_server(recipe: str, tmp_path: Path, *, sip_port: int = 0, extra_args: Sequence[str] = (),
                    data_dir: Path | None = None) -> Iterator[ServerInfo]:
-    """Start a container applying ``recipe``; ``sip_port`` 0 picks a free port first."""
+    """Start a container applying ``recipe`` (none if empty); ``sip_port`` 0 picks a free port first."""
     port = sip_port or free_port()
     data = data_dir or (tmp_path / "data")
-    cmd = [str(ROOT / "bin" / "slee"), "start", "--deploy", recipe, "--sip-host", "127.0.0.1",
+    cmd = [str(ROOT / "bin" / "slee"), "start", *(["--deploy", recipe] if recipe else []), "--sip-host", "127.0.0.1",
            "--sip-port", str(port), "--data", str(data), "--mgmt-port", "0", "--recipes", str(ROOT / "deploy"),
            "--log-level", "warning", *extra_args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

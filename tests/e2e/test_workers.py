@@ -218,6 +218,8 @@ def test_management_restart_and_stop(tmp_path: Path) -> None:
         assert rows[1].split()[3] == "1"  # restarts
         contacts = asyncio.run(bindings(server))
         assert any(user in str(c) for c in contacts), contacts
+        # the restarted worker inherited its socket, still its slot: nothing was handed over
+        assert sum(s["handed_over"] for s in transport_stats(api(server, "/v1/status"))) == 0
         pids = [w["pid"] for w in status["workers"]]
         # the data dir now belongs to a group of 2: another count is refused with the reason
         stopped = cli(server, "stop")
@@ -233,3 +235,23 @@ def test_management_restart_and_stop(tmp_path: Path) -> None:
                              "--sip-port", str(free_port()), "--mgmt-port", "0"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert single.returncode != 0 and "--workers" in single.stderr
+
+
+def test_deployed_after_start_the_workers_get_their_datagrams(tmp_path: Path) -> None:
+    """``bin/slee start --workers 2``, then ``bin/slee deploy presence``: the SIP RA deployed
+    later takes the socket its worker inherited, and the kernel steers to it from then on."""
+    owned = users(2)
+
+    async def register_all(server) -> None:
+        for name in owned[0] + owned[1]:
+            phone = await Phone.open(server, name)
+            await phone.register(expires=600)
+            await phone.c.close()
+
+    with running_server("", tmp_path, extra_args=WORKERS) as server:
+        deployed = cli(server, "deploy", "presence")
+        assert deployed.returncode == 0, deployed.stderr
+        asyncio.run(asyncio.wait_for(register_all(server), 60))
+        stats = transport_stats(api(server, "/v1/status"))
+        assert [s["udp_datagrams_in"] for s in stats] == [2, 2]  # each its own two users
+        assert sum(s["handed_over"] for s in stats) == 0
