@@ -699,8 +699,8 @@ def _bind(family: socket.AddressFamily, kind: socket.SocketKind, host: str, port
     sock = socket.socket(family, kind)
     try:
         if reuse_port:
-            # Workers of one server share the port on purpose; the kernel spreads datagrams
-            # over them at random and connections by address hash (see slee.transport._shard).
+            # Workers of one server share the port on purpose; the kernel hands datagrams
+            # to their owner (or at random) and connections by address hash (slee.transport._shard).
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if kind == socket.SOCK_DGRAM:
             _set_buffers(sock, udp_buffer)
