@@ -139,7 +139,8 @@ class Supervisor:
                              "start it without --workers, or use another --data for workers")
         if path.exists():
             try:
-                before = int(json.loads(path.read_text())["count"])
+                layout = json.loads(path.read_text())
+                before = int(layout["count"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise StartError(f"{path}: unreadable ({exc}); remove it only if the worker-* dirs are "
                                  "disposable") from None
@@ -147,7 +148,7 @@ class Supervisor:
                 raise StartError(f"{self.data_dir} was served by {before} workers and each user's state lives "
                                  f"in its worker's store; start with --workers {before}, or use another --data")
             # laid out before owners were chosen by fnv1a: keep each user with its store
-            self.owner_hash = json.loads(path.read_text()).get("owner_hash", "crc32")
+            self.owner_hash = layout.get("owner_hash", "crc32")
             if self.owner_hash not in OWNER_HASHES:
                 raise StartError(f"{path}: unknown owner_hash {self.owner_hash!r} (known: {', '.join(OWNER_HASHES)})")
             if self.owner_hash != "fnv1a":

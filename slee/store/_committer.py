@@ -44,17 +44,18 @@ log = logging.getLogger("slee.store")
 DURABILITY = ("write", "fsync")
 """When a submission's future resolves (file SQLite): ``fsync``, once the WAL holding it is
 on disk (survives power loss); ``write``, once it is written to the WAL, which the OS holds
-(survives a crash of the process; the fsync follows off the loop within about a millisecond,
+(survives a crash of the process; the fsync follows off the loop within WRITE_SYNC_INTERVAL,
 so power loss or a kernel crash can lose that window). Other stores sync every commit."""
 
 BUSY_SYNC_GAP = 0.002
+"""GroupCommitter.dispatch_now writes early only this long (s) after the last sync ended."""
+
 WRITE_SYNC_INTERVAL = 0.010
 """Durability ``write``: seconds between the starts of two WAL fsyncs at most. What is
 written is acknowledged already, so back-to-back syncs only bought a shorter window for a
 power loss, at a thread hand-off, a wake-up of the loop and a flush each; with this, a
 sync covers up to 10 ms of writes (SQLite's own WAL + NORMAL syncs only at checkpoints,
 PostgreSQL's asynchronous commit every 200 ms)."""
-"""GroupCommitter.dispatch_now writes early only this long (s) after the last sync ended."""
 
 
 @dataclass(slots=True)
@@ -113,7 +114,8 @@ class GroupCommitter:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._deferred = bool(getattr(store, "defers_sync", False))
         self._sync_on_loop = sync_on_loop
-        # write: acknowledge once written; the WAL is synced off the loop, one fsync in flight
+        # write: acknowledge once written; the WAL is synced off the loop, one fsync in flight,
+        # at most one started per sync_interval
         self._ack_on_write = self._deferred and durability == "write"
         self._needs_sync = False  # ack_on_write: something written since the last sync began
         self._checkpoint_bytes = checkpoint_bytes

@@ -32,7 +32,7 @@ from slee.cluster import WorkerInfo
 from slee.sip._addressing import Peer
 from slee.sip._message import Request, Response
 from slee.sip._uri import SipURI, parse_uri
-from slee.transport._steer import aor_hash, attach_program
+from slee.transport._steer import aor_hash, attach_program, random_program
 
 __all__ = ["BRANCH_PREFIX", "ShardConfig", "WorkerMesh", "branch_worker", "owner_of", "shard_of_uri",
            "spread_datagrams"]
@@ -55,10 +55,6 @@ ShardConfig = WorkerInfo
 sockets the workers hand messages over (``w<index>.sock``)."""
 
 
-_SKF_AD_RANDOM = (-0x1000 + 56) & 0xFFFFFFFF  # SKF_AD_OFF + SKF_AD_RANDOM: a random u32
-_BPF = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
-
-
 def spread_datagrams(sock: socket.socket, count: int) -> bool:
     """Have the kernel hand each datagram of this SO_REUSEPORT group to a random one of its
     ``count`` sockets (a classic BPF program: a random number modulo ``count``), instead of
@@ -70,13 +66,8 @@ def spread_datagrams(sock: socket.socket, count: int) -> bool:
     workers themselves, whose order in the group changes when one restarts. False where
     the kernel refuses it (not Linux, or older than 4.5): the hash stays, which works,
     unevenly."""
-    program = b"".join((
-        _BPF.pack(0x20, 0, 0, _SKF_AD_RANDOM),  # BPF_LD | BPF_W | BPF_ABS: A = random
-        _BPF.pack(0x94, 0, 0, count),  # BPF_ALU | BPF_MOD | BPF_K: A %= count
-        _BPF.pack(0x16, 0, 0, 0),  # BPF_RET | BPF_A: the index of the socket
-    ))
     try:
-        attach_program(sock, program)
+        attach_program(sock, random_program(count))
     except OSError as exc:
         logger.warning("cannot spread datagrams over the workers at random (%s): the kernel "
                        "spreads them by address hash", exc)

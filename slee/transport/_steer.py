@@ -31,7 +31,8 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
-__all__ = ["FNV_OFFSET", "STEER_WINDOWS", "aor_hash", "steer_datagrams", "steering_program"]
+__all__ = ["FNV_OFFSET", "STEER_WINDOWS", "aor_hash", "attach_program", "random_program", "steer_datagrams",
+           "steering_program"]
 
 FNV_OFFSET = 2166136261
 _FNV_PRIME = 16777619
@@ -104,6 +105,19 @@ class _Assembler:
         if len(out) > _MAX_INSNS:
             raise ValueError(f"steering program of {len(out)} instructions is over the kernel's {_MAX_INSNS}")
         return b"".join(out)
+
+
+def _random_tail(a: _Assembler, count: int) -> None:
+    a.op(_LD_W_ABS, _SKF_AD_RANDOM)
+    a.op(_MOD_K, count)
+    a.op(_RET_A)
+
+
+def random_program(count: int) -> bytes:
+    """The packed program handing each datagram to a random one of ``count`` sockets."""
+    a = _Assembler()
+    _random_tail(a, count)
+    return a.pack()
 
 
 def steering_program(count: int, windows: SteerWindows = STEER_WINDOWS) -> bytes:
@@ -207,9 +221,7 @@ def steering_program(count: int, windows: SteerWindows = STEER_WINDOWS) -> bytes
     a.op(_RET_A)
     a.label("random_far")
     a.label("random")
-    a.op(_LD_W_ABS, _SKF_AD_RANDOM)
-    a.op(_MOD_K, count)
-    a.op(_RET_A)
+    _random_tail(a, count)
     return a.pack()
 
 
